@@ -1,0 +1,127 @@
+//! What the daemon knows about each container and its processes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use protos::runc_options::Options;
+use runc_wrapper::Runc;
+
+use crate::mount::MountSpec;
+use crate::state::{Kind, Status};
+use crate::stdio::{ProcessIo, StdioNames};
+
+/// A reaped exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub pid: u32,
+    pub status: u32,
+    pub at: SystemTime,
+}
+
+/// Where a reply goes: a connection slot, its generation (so a reused slot never
+/// receives an answer meant for a closed connection), and the request's stream id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Responder {
+    pub slot: u32,
+    pub gen: u32,
+    pub stream: u32,
+}
+
+/// A request that waits because its process is busy with another operation.
+#[derive(Debug)]
+pub struct Queued {
+    pub method: String,
+    pub payload: Vec<u8>,
+    pub responder: Responder,
+    pub deadline: Option<Instant>,
+}
+
+/// A parked `Wait` call.
+#[derive(Debug, Clone, Copy)]
+pub struct Waiter {
+    pub responder: Responder,
+    /// Timer key of its deadline, if the request carried one.
+    pub timer: Option<(Instant, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Process {
+    /// The container id for the init, the exec id otherwise.
+    pub id: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub pid: u32,
+    pub exit: Option<Exit>,
+    pub stdio: StdioNames,
+    pub io: ProcessIo,
+    pub waiters: Vec<Waiter>,
+    /// An operation (a runc call) is in flight; state-changing requests queue.
+    pub busy: bool,
+    pub queue: VecDeque<Queued>,
+    /// `Start` is in flight: an exit reaped meanwhile is held until it completes,
+    /// so that the start event is published first.
+    pub starting: bool,
+    pub exit_during_start: Option<Exit>,
+    /// The OCI `Process` JSON of an exec, with `terminal` already set.
+    pub spec: Vec<u8>,
+}
+
+impl Process {
+    pub fn new(id: &str, kind: Kind, stdio: StdioNames) -> Process {
+        Process {
+            id: id.to_string(),
+            kind,
+            status: Status::Created,
+            pid: 0,
+            exit: None,
+            stdio,
+            io: ProcessIo::default(),
+            waiters: Vec::new(),
+            busy: false,
+            queue: VecDeque::new(),
+            starting: false,
+            exit_during_start: None,
+            spec: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub runc: Runc,
+    pub options: Options,
+    pub rootfs: Vec<MountSpec>,
+    pub init: Process,
+    pub execs: BTreeMap<String, Process>,
+    /// No private pid namespace: kill what is left when the init exits.
+    pub kill_all_on_exit: bool,
+    /// Execs started and not yet reaped.
+    pub running_execs: usize,
+    /// The init's exit has been reaped (new execs may no longer start).
+    pub init_reaped: bool,
+    /// The init exit, held back until every running exec's exit is published.
+    pub init_exit_deferred: Option<Exit>,
+    /// Create has completed (until then the container is being set up).
+    pub created: bool,
+}
+
+impl Container {
+    pub fn process(&self, exec_id: &str) -> Option<&Process> {
+        if exec_id.is_empty() {
+            Some(&self.init)
+        } else {
+            self.execs.get(exec_id)
+        }
+    }
+
+    pub fn process_mut(&mut self, exec_id: &str) -> Option<&mut Process> {
+        if exec_id.is_empty() {
+            Some(&mut self.init)
+        } else {
+            self.execs.get_mut(exec_id)
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! The long-running shim: one thread, one epoll loop.
+//!
+//! The loop owns every descriptor that waits: the signal pipes (SIGCHLD drives the
+//! one reaper), the ttrpc listener and connections, and the event outbox. Requests
+//! never block it: a handler either answers at once or starts a runc child and
+//! records what to do when that child's exit is reaped (see `runner`). `Wait`
+//! parks its responder on the process until the exit arrives.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{getsockopt, sockopt};
+use protobuf::Message;
+use ttrpc::{Code, Request};
+
+use crate::container::{Container, Exit, Responder};
+use crate::error::Error;
+use crate::outbox::{Interest, Outbox};
+use crate::runner::Pending;
+use crate::sys;
+use crate::wire::{self, Frame, FrameReader};
+
+const TOKEN_SIGCHLD: u64 = 1;
+const TOKEN_SIGTERM: u64 = 2;
+const TOKEN_LISTENER: u64 = 3;
+const TOKEN_OUTBOX: u64 = 4;
+const KIND_CONN: u64 = 5;
+
+fn conn_token(slot: u32, gen: u32) -> u64 {
+    (KIND_CONN << 56) | (u64::from(gen & 0xff_ffff) << 32) | u64::from(slot)
+}
+
+/// How long the shim waits for queued events to reach containerd when it exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Exits of unknown pids kept while an operation may still claim them.
+const MAX_UNCLAIMED: usize = 4096;
+
+struct Conn {
+    stream: UnixStream,
+    gen: u32,
+    reader: FrameReader,
+    out: Vec<u8>,
+    want_write: bool,
+}
+
+/// Things that happen at a time rather than on a descriptor.
+#[derive(Debug, Clone)]
+pub enum Timer {
+    /// A runc child outlived its request's deadline: kill it.
+    RuncDeadline { pid: i32 },
+    /// A parked Wait's deadline passed.
+    WaitDeadline {
+        container: String,
+        exec: String,
+        responder: Responder,
+    },
+}
+
+pub struct Daemon {
+    pub namespace: String,
+    pub grpc_address: String,
+    poll: Epoll,
+    listener: Option<UnixListener>,
+    socket_path: Option<PathBuf>,
+    sigchld: UnixStream,
+    sigterm: UnixStream,
+    conns: Vec<Option<Conn>>,
+    next_gen: u32,
+    pub containers: BTreeMap<String, Container>,
+    /// Pid of every live container process → (container id, exec id or "").
+    pub pids: HashMap<u32, (String, String)>,
+    /// runc children in flight, by pid.
+    pub pending: HashMap<i32, Pending>,
+    /// Operations in flight that will learn a process's pid when runc returns;
+    /// while any is, exits of unknown pids are kept in `unclaimed`.
+    pub learning: usize,
+    pub unclaimed: Vec<Exit>,
+    pub outbox: Outbox,
+    outbox_interest: Interest,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    drain_until: Option<Instant>,
+    served: u64,
+}
+
+fn signal_pipe(signals: &[i32]) -> io::Result<UnixStream> {
+    let (read, write) = UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    for &sig in signals {
+        let w = write.try_clone()?;
+        signal_hook::low_level::pipe::register(sig, OwnedFd::from(w))?;
+    }
+    Ok(read)
+}
+
+impl Daemon {
+    pub fn new(namespace: &str, grpc_address: &str, listener: UnixListener) -> io::Result<Daemon> {
+        let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let sigchld = signal_pipe(&[libc::SIGCHLD])?;
+        let sigterm = signal_pipe(&[libc::SIGTERM, libc::SIGINT])?;
+        listener.set_nonblocking(true)?;
+        let socket_path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
+        poll.add(
+            &sigchld,
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGCHLD),
+        )?;
+        poll.add(
+            &sigterm,
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGTERM),
+        )?;
+        poll.add(
+            &listener,
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER),
+        )?;
+        let ttrpc_address =
+            std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{grpc_address}.ttrpc"));
+        Ok(Daemon {
+            namespace: namespace.to_string(),
+            grpc_address: grpc_address.to_string(),
+            poll,
+            listener: Some(listener),
+            socket_path,
+            sigchld,
+            sigterm,
+            conns: Vec::new(),
+            next_gen: 1,
+            containers: BTreeMap::new(),
+            pids: HashMap::new(),
+            pending: HashMap::new(),
+            learning: 0,
+            unclaimed: Vec::new(),
+            outbox: Outbox::new(&ttrpc_address, namespace),
+            outbox_interest: Interest::None,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            drain_until: None,
+            served: 0,
+        })
+    }
+
+    /// Runs until shutdown; returns the process exit code.
+    pub fn run(&mut self) -> i32 {
+        log::info!("shim started, pid {}", std::process::id());
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            if let Some(until) = self.drain_until {
+                if self.outbox.is_empty() || Instant::now() >= until {
+                    if !self.outbox.is_empty() {
+                        log::error!("exiting with undelivered events");
+                    }
+                    self.flush_all_conns();
+                    return 0;
+                }
+            }
+            let timeout = self.next_timeout();
+            let n = match self.poll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    log::error!("epoll_wait: {e}");
+                    return 1;
+                }
+            };
+            for ev in events.iter().take(n) {
+                let flags = ev.events();
+                match ev.data() {
+                    TOKEN_SIGCHLD => {
+                        drain(&mut self.sigchld);
+                        self.reap();
+                    }
+                    TOKEN_SIGTERM => {
+                        drain(&mut self.sigterm);
+                        log::info!("received termination signal, shutting down");
+                        self.begin_shutdown();
+                    }
+                    TOKEN_LISTENER => self.accept(),
+                    TOKEN_OUTBOX => {
+                        let i = self.outbox.on_ready();
+                        self.set_outbox_interest(i);
+                    }
+                    t if t >> 56 == KIND_CONN => self.on_conn(t, flags),
+                    _ => {}
+                }
+            }
+            self.run_timers();
+            // Exits may also be pending without a SIGCHLD having been seen yet
+            // (signals coalesce); a cheap non-blocking reap keeps us exact.
+            self.reap();
+            sys::trim_heap();
+        }
+    }
+
+    fn next_timeout(&self) -> EpollTimeout {
+        let mut next = self.timers.keys().next().map(|(t, _)| *t);
+        if let Some(t) = self.outbox.deadline() {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        if let Some(t) = self.drain_until {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        match next {
+            None => EpollTimeout::NONE,
+            Some(t) => {
+                let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
+                EpollTimeout::try_from(ms.min(60_000) as u32).unwrap_or(EpollTimeout::NONE)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    pub fn add_timer(&mut self, at: Instant, timer: Timer) -> (Instant, u64) {
+        self.timer_seq += 1;
+        let key = (at, self.timer_seq);
+        self.timers.insert(key, timer);
+        key
+    }
+
+    pub fn cancel_timer(&mut self, key: (Instant, u64)) {
+        self.timers.remove(&key);
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        while let Some((&key, _)) = self.timers.iter().next() {
+            if key.0 > now {
+                break;
+            }
+            let Some(timer) = self.timers.remove(&key) else {
+                break;
+            };
+            match timer {
+                Timer::RuncDeadline { pid } => {
+                    if self.pending.contains_key(&pid) {
+                        log::warn!("runc (pid {pid}) outlived its request deadline; killing it");
+                        let _ = sys::kill(pid, libc::SIGKILL);
+                    }
+                }
+                Timer::WaitDeadline {
+                    container,
+                    exec,
+                    responder,
+                } => self.expire_waiter(&container, &exec, responder),
+            }
+        }
+        if self.outbox.deadline().is_some_and(|d| d <= now) {
+            let i = self.outbox.on_timer(now);
+            self.set_outbox_interest(i);
+        }
+    }
+
+    // ---------------------------------------------------------------- reaping
+
+    /// Collects every exited child and routes each exit.
+    fn reap(&mut self) {
+        loop {
+            match sys::reap_one() {
+                Ok(Some((pid, raw))) => {
+                    let exit = Exit {
+                        pid: pid as u32,
+                        status: sys::exit_code(raw),
+                        at: SystemTime::now(),
+                    };
+                    self.on_exit(exit);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("waitpid: {e}");
+                    break;
+                }
+            }
+        }
+        if self.learning == 0 {
+            self.unclaimed.clear();
+        }
+    }
+
+    fn on_exit(&mut self, exit: Exit) {
+        let pid = exit.pid as i32;
+        if let Some(p) = self.pending.remove(&pid) {
+            self.runc_exited(p, exit.status);
+        } else if let Some((cid, eid)) = self.pids.get(&exit.pid).cloned() {
+            self.process_exited(&cid, &eid, exit);
+        } else if self.learning > 0 {
+            if self.unclaimed.len() >= MAX_UNCLAIMED {
+                self.unclaimed.remove(0);
+            }
+            self.unclaimed.push(exit);
+        } else {
+            log::debug!("reaped unknown pid {} (status {})", exit.pid, exit.status);
+        }
+    }
+
+    /// Takes a buffered exit of `pid`, if it was reaped before its owner knew it.
+    pub fn claim_exit(&mut self, pid: u32) -> Option<Exit> {
+        let i = self.unclaimed.iter().position(|e| e.pid == pid)?;
+        Some(self.unclaimed.remove(i))
+    }
+
+    // ---------------------------------------------------------------- outbox
+
+    pub fn publish(&mut self, topic: &'static str, type_url: &str, msg: &impl Message) {
+        match protos::any::pack(type_url, msg) {
+            Ok(any) => {
+                log::debug!("publishing {topic}");
+                self.outbox.push(topic, any);
+                let i = self.outbox.pump();
+                self.set_outbox_interest(i);
+            }
+            Err(e) => log::error!("cannot encode {topic} event: {e}"),
+        }
+    }
+
+    fn set_outbox_interest(&mut self, want: Interest) {
+        let fd = self.outbox.fd().map(|f| f.as_raw_fd());
+        let flags = match want {
+            Interest::None => None,
+            Interest::Read => Some(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP),
+            Interest::ReadWrite => {
+                Some(EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP)
+            }
+        };
+        let was = self.outbox_interest;
+        match (fd, flags) {
+            (Some(_), Some(f)) => {
+                let fd = self.outbox.fd().expect("checked");
+                let mut ev = EpollEvent::new(f, TOKEN_OUTBOX);
+                let r = if was == Interest::None {
+                    self.poll.add(fd, ev)
+                } else {
+                    self.poll.modify(fd, &mut ev)
+                };
+                if let Err(e) = r {
+                    // A fresh socket after a reconnect reuses no registration.
+                    if e == nix::errno::Errno::EEXIST {
+                        let _ = self.poll.modify(fd, &mut ev);
+                    } else if e == nix::errno::Errno::ENOENT {
+                        let _ = self.poll.add(fd, ev);
+                    }
+                }
+                self.outbox_interest = want;
+            }
+            _ => {
+                // The socket was closed by the outbox; closing removed it from epoll.
+                self.outbox_interest = Interest::None;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- connections
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("accept: {e}");
+                    return;
+                }
+            };
+            // Only peers with our own credentials may drive the shim.
+            match getsockopt(&stream, sockopt::PeerCredentials) {
+                Ok(cred)
+                    if cred.uid() == nix::unistd::geteuid().as_raw()
+                        && cred.gid() == nix::unistd::getegid().as_raw() => {}
+                Ok(cred) => {
+                    log::warn!(
+                        "rejecting connection from uid {} gid {}",
+                        cred.uid(),
+                        cred.gid()
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("cannot read peer credentials: {e}");
+                    continue;
+                }
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let slot = match self.conns.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    self.conns.push(None);
+                    self.conns.len() - 1
+                }
+            };
+            let gen = self.next_gen;
+            self.next_gen = self.next_gen.wrapping_add(1) & 0xff_ffff;
+            let token = conn_token(slot as u32, gen);
+            if let Err(e) = self.poll.add(
+                &stream,
+                EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, token),
+            ) {
+                log::error!("epoll add connection: {e}");
+                continue;
+            }
+            self.conns[slot] = Some(Conn {
+                stream,
+                gen,
+                reader: FrameReader::default(),
+                out: Vec::new(),
+                want_write: false,
+            });
+        }
+    }
+
+    fn on_conn(&mut self, token: u64, flags: EpollFlags) {
+        let slot = (token & 0xffff_ffff) as u32;
+        let gen = ((token >> 32) & 0xff_ffff) as u32;
+        let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if conn.gen != gen {
+            return;
+        }
+        if flags.contains(EpollFlags::EPOLLOUT) {
+            self.flush_conn(slot);
+        }
+        if flags.intersects(
+            EpollFlags::EPOLLIN
+                | EpollFlags::EPOLLRDHUP
+                | EpollFlags::EPOLLHUP
+                | EpollFlags::EPOLLERR,
+        ) {
+            self.read_conn(slot, gen);
+        }
+    }
+
+    fn read_conn(&mut self, slot: u32, gen: u32) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut closed = false;
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
+                return;
+            };
+            match conn.stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => conn.reader.feed(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
+                return;
+            };
+            if conn.gen != gen {
+                return;
+            }
+            let Some(frame) = conn.reader.next_frame() else {
+                break;
+            };
+            let responder = |stream| Responder { slot, gen, stream };
+            match frame {
+                Frame::TooLarge { header } => self.reply(
+                    responder(header.stream),
+                    Err((
+                        Code::RESOURCE_EXHAUSTED,
+                        format!(
+                            "message length {} exceeds maximum message size of {}",
+                            header.len,
+                            wire::MAX_DATA
+                        ),
+                    )),
+                ),
+                Frame::Message { header, body } => {
+                    if header.kind != wire::TYPE_REQUEST {
+                        continue;
+                    }
+                    match Request::parse_from_bytes(&body) {
+                        Ok(req) => {
+                            self.served += 1;
+                            let deadline = (req.timeout_nano > 0).then(|| {
+                                Instant::now() + Duration::from_nanos(req.timeout_nano as u64)
+                            });
+                            self.dispatch(
+                                &req.service,
+                                &req.method,
+                                &req.payload,
+                                responder(header.stream),
+                                deadline,
+                            );
+                        }
+                        Err(e) => self.reply(
+                            responder(header.stream),
+                            Err((
+                                Code::INVALID_ARGUMENT,
+                                format!("cannot decode request: {e}"),
+                            )),
+                        ),
+                    }
+                }
+            }
+        }
+        if closed {
+            self.close_conn(slot);
+        }
+    }
+
+    fn close_conn(&mut self, slot: u32) {
+        if let Some(conn) = self.conns.get_mut(slot as usize).and_then(Option::take) {
+            let _ = self.poll.delete(&conn.stream);
+        }
+    }
+
+    fn flush_conn(&mut self, slot: u32) {
+        let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let mut failed = false;
+        while !conn.out.is_empty() {
+            match conn.stream.write(&conn.out) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            self.close_conn(slot);
+            return;
+        }
+        if conn.out.capacity() > 64 * 1024 && conn.out.is_empty() {
+            conn.out = Vec::new();
+        }
+        let want = !conn.out.is_empty();
+        if want != conn.want_write {
+            conn.want_write = want;
+            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+            if want {
+                flags |= EpollFlags::EPOLLOUT;
+            }
+            let token = conn_token(slot, conn.gen);
+            let mut ev = EpollEvent::new(flags, token);
+            let _ = self.poll.modify(conn.stream.as_fd(), &mut ev);
+        }
+    }
+
+    fn flush_all_conns(&mut self) {
+        for slot in 0..self.conns.len() {
+            if let Some(conn) = self.conns[slot].as_mut() {
+                // Best effort, blocking briefly: these are the last replies (Shutdown).
+                let _ = conn.stream.set_nonblocking(false);
+                let _ = conn
+                    .stream
+                    .set_write_timeout(Some(Duration::from_millis(500)));
+                let _ = conn.stream.write_all(&conn.out);
+                conn.out.clear();
+            }
+        }
+    }
+
+    /// Sends a response if its connection is still the one that asked.
+    pub fn reply(&mut self, r: Responder, result: Result<Vec<u8>, (Code, String)>) {
+        let Some(Some(conn)) = self.conns.get_mut(r.slot as usize) else {
+            return;
+        };
+        if conn.gen != r.gen {
+            return;
+        }
+        wire::push_response(&mut conn.out, r.stream, result);
+        self.flush_conn(r.slot);
+    }
+
+    /// Replies with a message or a shim error.
+    pub fn answer<M: Message>(&mut self, r: Responder, result: Result<M, Error>) {
+        let result = match result {
+            Ok(m) => m
+                .write_to_bytes()
+                .map_err(|e| (Code::INTERNAL, format!("encode response: {e}"))),
+            Err(e) => {
+                log::debug!("request failed: {e}");
+                Err((e.code(), e.to_string()))
+            }
+        };
+        self.reply(r, result);
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    /// Stops serving: removes the socket, then exits once queued events are out.
+    pub fn begin_shutdown(&mut self) {
+        if self.drain_until.is_some() {
+            return;
+        }
+        if let Some(l) = self.listener.take() {
+            let _ = self.poll.delete(&l);
+        }
+        if let Some(p) = self.socket_path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+        log::info!(
+            "shim exiting after {} requests, {} events delivered",
+            self.served,
+            self.outbox.delivered()
+        );
+        self.drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+    }
+}
+
+fn drain(s: &mut UnixStream) {
+    let mut buf = [0u8; 64];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
