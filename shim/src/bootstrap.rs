@@ -200,7 +200,7 @@ fn spawn_daemon(plan: &Plan, bundle: &Path, listener_fd: i32) -> Result<u32, Str
 /// containerd's, so the OOM killer picks the shim before the daemon.
 fn adjust_daemon(plan: &Plan, pid: u32) -> Result<(), String> {
     if !plan.options.shim_cgroup.is_empty() {
-        crate::cgroup::move_pid(&plan.options.shim_cgroup, pid).map_err(|e| {
+        crate::cgroups::move_pid(&plan.options.shim_cgroup, pid).map_err(|e| {
             format!(
                 "failed to join shim cgroup {}: {e}",
                 plan.options.shim_cgroup

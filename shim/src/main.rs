@@ -6,7 +6,7 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
-mod cgroup;
+mod cgroups;
 mod cleanup;
 mod container;
 mod daemon;

@@ -1,1 +1,27 @@
-//! End-to-end test harness (in progress).
+//! End-to-end test harness for `containerd-shim-runc-v2`.
+//!
+//! Every test starts its own private containerd ([`Daemon`]) with its own temp dir, sockets and
+//! namespace, drives it with `ctr` ([`Ctr`]), watches `ctr events` ([`EventWatcher`]) and ends
+//! with [`Daemon::assert_clean`]. The shim under test comes from `$SHIM_BIN` (see
+//! [`util::shim_bin`]). Dropping the `Daemon` tears everything down, also when the test panics.
+//!
+//! The test process is a child subreaper and reaps orphaned shims itself ([`reaper`]).
+
+pub mod cleanup;
+pub mod command;
+pub mod config;
+pub mod ctr;
+pub mod daemon;
+pub mod events;
+pub mod image;
+pub mod procfs;
+pub mod reaper;
+pub mod rootfs;
+pub mod shim;
+pub mod util;
+
+pub use cleanup::OwnedProcess;
+pub use ctr::{parse_task_ls, parse_task_ps, Ctr, CtrOutput, TaskRow};
+pub use daemon::{Daemon, DaemonOptions, RUNC_V2_RUNTIME};
+pub use events::{Event, EventWatcher};
+pub use image::BUSYBOX_REF;
