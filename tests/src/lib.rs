@@ -6,6 +6,13 @@
 //! [`util::shim_bin`]). Dropping the `Daemon` tears everything down, also when the test panics.
 //!
 //! The test process is a child subreaper and reaps orphaned shims itself ([`reaper`]).
+//!
+//! Environment: `SHIM_BIN` (shim under test, absolute path; default
+//! `<workspace>/target/release/containerd-shim-runc-v2`), `CONTAINERD_BIN`, `CTR_BIN`
+//! (default `/usr/bin/containerd`, `/usr/bin/ctr`), `RUNC_BIN` (teardown only, default `runc`),
+//! `BUSYBOX` (static busybox for rootfs and image, default `/bin/busybox`). Needs root.
+
+#![deny(unsafe_code)]
 
 pub mod cleanup;
 pub mod command;
