@@ -6,7 +6,7 @@
 //! records what to do when that child's exit is reaped (see `runner`). `Wait`
 //! parks its responder on the process until the exit arrives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,6 +18,7 @@ use nix::sys::socket::{getsockopt, sockopt};
 use protobuf::Message;
 use ttrpc::{Code, Request};
 
+use crate::attach::{PumpSlot, ReadyWait, KIND_PUMP_DST, KIND_PUMP_SRC, KIND_READY};
 use crate::container::{Container, Exit, Responder};
 use crate::error::Error;
 use crate::outbox::{Interest, Outbox};
@@ -53,6 +54,10 @@ struct Conn {
 pub enum Timer {
     /// A runc child outlived its request's deadline: kill it.
     RuncDeadline { pid: i32 },
+    /// A binary logger did not signal ready before the request's deadline.
+    ReadyDeadline { slot: u32, gen: u32 },
+    /// A logger sent SIGTERM has had its grace period.
+    KillLogger { pid: u32 },
     /// A parked Wait's deadline passed.
     WaitDeadline {
         container: String,
@@ -86,6 +91,13 @@ pub struct Daemon {
     timer_seq: u64,
     drain_until: Option<Instant>,
     served: u64,
+    /// Stdio pumps (pty and chowned pipes) and their shared scratch buffer.
+    pub pumps: Vec<Option<PumpSlot>>,
+    pub scratch: Option<Box<[u8]>>,
+    /// runc calls waiting for a binary logger's ready signal.
+    pub ready_waits: Vec<Option<ReadyWait>>,
+    /// Pids of running binary loggers (our children; reaped like everything else).
+    pub loggers: HashSet<u32>,
 }
 
 fn signal_pipe(signals: &[i32]) -> io::Result<UnixStream> {
@@ -109,20 +121,10 @@ impl Daemon {
             .local_addr()
             .ok()
             .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
-        poll.add(
-            &sigchld,
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGCHLD),
-        )?;
-        poll.add(
-            &sigterm,
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGTERM),
-        )?;
-        poll.add(
-            &listener,
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER),
-        )?;
-        let ttrpc_address =
-            std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{grpc_address}.ttrpc"));
+        poll.add(&sigchld, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGCHLD))?;
+        poll.add(&sigterm, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGTERM))?;
+        poll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER))?;
+        let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{grpc_address}.ttrpc"));
         Ok(Daemon {
             namespace: namespace.to_string(),
             grpc_address: grpc_address.to_string(),
@@ -144,6 +146,10 @@ impl Daemon {
             timer_seq: 0,
             drain_until: None,
             served: 0,
+            pumps: Vec::new(),
+            scratch: None,
+            ready_waits: Vec::new(),
+            loggers: HashSet::new(),
         })
     }
 
@@ -188,6 +194,8 @@ impl Daemon {
                         self.set_outbox_interest(i);
                     }
                     t if t >> 56 == KIND_CONN => self.on_conn(t, flags),
+                    t if t >> 56 == KIND_PUMP_SRC || t >> 56 == KIND_PUMP_DST => self.on_pump_event(t),
+                    t if t >> 56 == KIND_READY => self.on_ready_event(t),
                     _ => {}
                 }
             }
@@ -214,6 +222,17 @@ impl Daemon {
                 EpollTimeout::try_from(ms.min(60_000) as u32).unwrap_or(EpollTimeout::NONE)
             }
         }
+    }
+
+    pub fn poll(&self) -> &Epoll {
+        &self.poll
+    }
+
+    /// A fresh generation number for a reusable slot (tokens carry 24 bits of it).
+    pub fn next_gen(&mut self) -> u32 {
+        let g = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1) & 0xff_ffff;
+        g
     }
 
     // ---------------------------------------------------------------- timers
@@ -245,6 +264,8 @@ impl Daemon {
                         let _ = sys::kill(pid, libc::SIGKILL);
                     }
                 }
+                Timer::ReadyDeadline { slot, gen } => self.ready_deadline(slot, gen),
+                Timer::KillLogger { pid } => self.kill_logger(pid),
                 Timer::WaitDeadline {
                     container,
                     exec,
@@ -290,6 +311,8 @@ impl Daemon {
             self.runc_exited(p, exit.status);
         } else if let Some((cid, eid)) = self.pids.get(&exit.pid).cloned() {
             self.process_exited(&cid, &eid, exit);
+        } else if self.loggers.remove(&exit.pid) {
+            log::debug!("logging binary {} exited with status {}", exit.pid, exit.status);
         } else if self.learning > 0 {
             if self.unclaimed.len() >= MAX_UNCLAIMED {
                 self.unclaimed.remove(0);
@@ -325,9 +348,7 @@ impl Daemon {
         let flags = match want {
             Interest::None => None,
             Interest::Read => Some(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP),
-            Interest::ReadWrite => {
-                Some(EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP)
-            }
+            Interest::ReadWrite => Some(EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP),
         };
         let was = self.outbox_interest;
         match (fd, flags) {
@@ -378,11 +399,7 @@ impl Daemon {
                     if cred.uid() == nix::unistd::geteuid().as_raw()
                         && cred.gid() == nix::unistd::getegid().as_raw() => {}
                 Ok(cred) => {
-                    log::warn!(
-                        "rejecting connection from uid {} gid {}",
-                        cred.uid(),
-                        cred.gid()
-                    );
+                    log::warn!("rejecting connection from uid {} gid {}", cred.uid(), cred.gid());
                     continue;
                 }
                 Err(e) => {
@@ -400,8 +417,7 @@ impl Daemon {
                     self.conns.len() - 1
                 }
             };
-            let gen = self.next_gen;
-            self.next_gen = self.next_gen.wrapping_add(1) & 0xff_ffff;
+            let gen = self.next_gen();
             let token = conn_token(slot as u32, gen);
             if let Err(e) = self.poll.add(
                 &stream,
@@ -432,12 +448,8 @@ impl Daemon {
         if flags.contains(EpollFlags::EPOLLOUT) {
             self.flush_conn(slot);
         }
-        if flags.intersects(
-            EpollFlags::EPOLLIN
-                | EpollFlags::EPOLLRDHUP
-                | EpollFlags::EPOLLHUP
-                | EpollFlags::EPOLLERR,
-        ) {
+        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
+        {
             self.read_conn(slot, gen);
         }
     }
@@ -493,9 +505,8 @@ impl Daemon {
                     match Request::parse_from_bytes(&body) {
                         Ok(req) => {
                             self.served += 1;
-                            let deadline = (req.timeout_nano > 0).then(|| {
-                                Instant::now() + Duration::from_nanos(req.timeout_nano as u64)
-                            });
+                            let deadline = (req.timeout_nano > 0)
+                                .then(|| Instant::now() + Duration::from_nanos(req.timeout_nano as u64));
                             self.dispatch(
                                 &req.service,
                                 &req.method,
@@ -506,10 +517,7 @@ impl Daemon {
                         }
                         Err(e) => self.reply(
                             responder(header.stream),
-                            Err((
-                                Code::INVALID_ARGUMENT,
-                                format!("cannot decode request: {e}"),
-                            )),
+                            Err((Code::INVALID_ARGUMENT, format!("cannot decode request: {e}"))),
                         ),
                     }
                 }
@@ -573,9 +581,7 @@ impl Daemon {
             if let Some(conn) = self.conns[slot].as_mut() {
                 // Best effort, blocking briefly: these are the last replies (Shutdown).
                 let _ = conn.stream.set_nonblocking(false);
-                let _ = conn
-                    .stream
-                    .set_write_timeout(Some(Duration::from_millis(500)));
+                let _ = conn.stream.set_write_timeout(Some(Duration::from_millis(500)));
                 let _ = conn.stream.write_all(&conn.out);
                 conn.out.clear();
             }

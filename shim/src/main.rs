@@ -5,9 +5,11 @@
 //! `-v`, `-info`, or no action at all: serve the Task API as the daemon.
 #![deny(unsafe_code)]
 
+mod attach;
 mod bootstrap;
 mod cgroups;
 mod cleanup;
+mod console;
 mod container;
 mod daemon;
 mod error;
@@ -17,6 +19,7 @@ mod logger;
 mod mount;
 mod options;
 mod outbox;
+mod pump;
 mod runner;
 mod service;
 mod socket;

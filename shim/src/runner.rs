@@ -38,6 +38,10 @@ pub enum After {
     Kill {
         responder: Responder,
     },
+    /// A clean-up call whose outcome only gets logged.
+    Ignore {
+        what: &'static str,
+    },
     /// `runc kill --all` after an init without its own pid namespace exited.
     KillAllOnExit {
         container: String,
@@ -207,37 +211,32 @@ impl Daemon {
         }
         let stdout = read_all(&mut pending.stdout);
         let result = match pending.stderr.as_mut() {
-            None => pending
-                .invocation
-                .check(status as i32, &stdout)
-                .map(|_| stdout),
+            None => pending.invocation.check(status as i32, &stdout).map(|_| stdout),
             Some(e) => {
                 let mut combined = stdout.clone();
                 combined.extend_from_slice(&read_all(e));
-                pending
-                    .invocation
-                    .check(status as i32, &combined)
-                    .map(|_| stdout)
+                pending.invocation.check(status as i32, &combined).map(|_| stdout)
             }
         };
         self.complete(pending.after, result);
     }
 
-    fn complete(&mut self, after: After, result: Result<Vec<u8>, runc_wrapper::Error>) {
+    pub fn complete(&mut self, after: After, result: Result<Vec<u8>, runc_wrapper::Error>) {
         match after {
-            After::Create {
-                container,
-                responder,
-            } => self.create_done(&container, responder, result),
-            After::StartInit {
-                container,
-                responder,
-            } => self.start_init_done(&container, responder, result),
+            After::Create { container, responder } => {
+                self.create_done(&container, responder, result.map_err(Into::into))
+            }
+            After::Ignore { what } => {
+                if let Err(e) = result {
+                    log::warn!("{what}: {e}");
+                }
+            }
+            After::StartInit { container, responder } => self.start_init_done(&container, responder, result),
             After::StartExec {
                 container,
                 exec,
                 responder,
-            } => self.start_exec_done(&container, &exec, responder, result),
+            } => self.start_exec_done(&container, &exec, responder, result.map_err(Into::into)),
             After::Kill { responder } => self.kill_done(responder, result),
             After::KillAllOnExit { container } => {
                 if let Err(e) = result {
@@ -246,26 +245,11 @@ impl Daemon {
                     }
                 }
             }
-            After::Delete {
-                container,
-                responder,
-            } => self.delete_init_done(&container, responder, result),
-            After::Pause {
-                container,
-                responder,
-            } => self.pause_done(&container, responder, result),
-            After::Resume {
-                container,
-                responder,
-            } => self.resume_done(&container, responder, result),
-            After::Pids {
-                container,
-                responder,
-            } => self.pids_done(&container, responder, result),
-            After::Update {
-                container,
-                responder,
-            } => self.update_done(&container, responder, result),
+            After::Delete { container, responder } => self.delete_init_done(&container, responder, result),
+            After::Pause { container, responder } => self.pause_done(&container, responder, result),
+            After::Resume { container, responder } => self.resume_done(&container, responder, result),
+            After::Pids { container, responder } => self.pids_done(&container, responder, result),
+            After::Update { container, responder } => self.update_done(&container, responder, result),
         }
     }
 }

@@ -5,14 +5,14 @@
 //! Requests that change a process wait in that process's queue while an earlier
 //! operation on it is in flight, as the Go shim's per-process lock makes them do.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use protobuf::{Message, MessageField};
 use protos::any;
 use protos::events::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
-    TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
 };
 use protos::runc_options::ProcessDetails;
 use protos::task::*;
@@ -28,7 +28,7 @@ use crate::mount::{self, MountSpec};
 use crate::runner::{memfd_with, After, ExtraFd, RuncIo};
 use crate::spec::Spec;
 use crate::state::{self, Kind, Op, Status};
-use crate::stdio::{self, StdioNames};
+use crate::stdio::{self, IoOwner, LoggerEnv, StdioNames};
 use crate::{options, sys};
 
 pub const TASK_V2: &str = "containerd.task.v2.Task";
@@ -54,21 +54,11 @@ fn read_pid_file(path: &Path) -> Result<u32, Error> {
 
 impl Daemon {
     /// Routes one request. Every path answers `r` exactly once, now or later.
-    pub fn dispatch(
-        &mut self,
-        service: &str,
-        method: &str,
-        payload: &[u8],
-        r: Responder,
-        deadline: Option<Instant>,
-    ) {
+    pub fn dispatch(&mut self, service: &str, method: &str, payload: &[u8], r: Responder, deadline: Option<Instant>) {
         if service != TASK_V2 && service != TASK_V3 {
             self.reply(
                 r,
-                Err((
-                    Code::UNIMPLEMENTED,
-                    format!("service {service} is not implemented"),
-                )),
+                Err((Code::UNIMPLEMENTED, format!("service {service} is not implemented"))),
             );
             return;
         }
@@ -160,18 +150,12 @@ impl Daemon {
                 }
             }
             "Stats" | "Checkpoint" => {
-                self.reply(
-                    r,
-                    Err((Code::UNIMPLEMENTED, format!("{method} is not implemented"))),
-                );
+                self.reply(r, Err((Code::UNIMPLEMENTED, format!("{method} is not implemented"))));
             }
             other => {
                 self.reply(
                     r,
-                    Err((
-                        Code::UNIMPLEMENTED,
-                        format!("/{service}/{other} is not implemented"),
-                    )),
+                    Err((Code::UNIMPLEMENTED, format!("/{service}/{other} is not implemented"))),
                 );
             }
         }
@@ -180,9 +164,7 @@ impl Daemon {
     // ---------------------------------------------------------------- helpers
 
     fn container(&self, id: &str) -> Result<&Container, Error> {
-        self.containers
-            .get(id)
-            .ok_or_else(Error::container_not_created)
+        self.containers.get(id).ok_or_else(Error::container_not_created)
     }
 
     fn process_of(&self, id: &str, exec_id: &str) -> Result<&Process, Error> {
@@ -201,11 +183,7 @@ impl Daemon {
         r: Responder,
         deadline: Option<Instant>,
     ) -> bool {
-        let Some(p) = self
-            .containers
-            .get_mut(id)
-            .and_then(|c| c.process_mut(exec_id))
-        else {
+        let Some(p) = self.containers.get_mut(id).and_then(|c| c.process_mut(exec_id)) else {
             return false;
         };
         if !p.busy {
@@ -221,11 +199,7 @@ impl Daemon {
     }
 
     fn set_busy(&mut self, id: &str, exec_id: &str, busy: bool) {
-        if let Some(p) = self
-            .containers
-            .get_mut(id)
-            .and_then(|c| c.process_mut(exec_id))
-        {
+        if let Some(p) = self.containers.get_mut(id).and_then(|c| c.process_mut(exec_id)) {
             p.busy = busy;
         }
     }
@@ -234,11 +208,7 @@ impl Daemon {
     fn release(&mut self, id: &str, exec_id: &str) {
         self.set_busy(id, exec_id, false);
         loop {
-            let Some(p) = self
-                .containers
-                .get_mut(id)
-                .and_then(|c| c.process_mut(exec_id))
-            else {
+            let Some(p) = self.containers.get_mut(id).and_then(|c| c.process_mut(exec_id)) else {
                 return;
             };
             if p.busy {
@@ -295,12 +265,7 @@ impl Daemon {
         }
     }
 
-    fn try_create(
-        &mut self,
-        req: CreateTaskRequest,
-        r: Responder,
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
+    fn try_create(&mut self, req: CreateTaskRequest, r: Responder, deadline: Option<Instant>) -> Result<(), Error> {
         if req.id.is_empty() {
             return Err(Error::InvalidArgument("task id cannot be empty".into()));
         }
@@ -322,9 +287,6 @@ impl Daemon {
             terminal: req.terminal,
         };
         let scheme = names.scheme()?;
-        if req.terminal {
-            return Err(Error::Unimplemented("terminal".into()));
-        }
         if !req.checkpoint.is_empty() {
             return Err(Error::Unimplemented("restore from checkpoint".into()));
         }
@@ -340,21 +302,32 @@ impl Daemon {
         };
         if let Err(e) = options::write_bundle_files(&bundle, &opts) {
             undo_mounts(&mounts);
-            return Err(Error::unknown(format!(
-                "failed to write runtime options: {e}"
-            )));
+            return Err(Error::unknown(format!("failed to write runtime options: {e}")));
         }
         let kill_all_on_exit = match Spec::load(&bundle) {
             Ok(spec) => !spec.has_private_pid_namespace(),
             Err(_) => true,
         };
-        let (child, io) = match stdio::prepare(&names, &scheme) {
+        let owner = IoOwner {
+            uid: opts.io_uid,
+            gid: opts.io_gid,
+        };
+        let env = LoggerEnv {
+            id: &req.id,
+            namespace: &self.namespace,
+            cwd: &bundle,
+        };
+        let prepared = match stdio::prepare(&names, &scheme, owner, &env) {
             Ok(v) => v,
             Err(e) => {
                 undo_mounts(&mounts);
                 return Err(e);
             }
         };
+        if let Some(pid) = prepared.io.logger {
+            self.loggers.insert(pid);
+        }
+        let console_socket = prepared.io.console_socket.as_ref().map(|s| s.path());
         let runc = Runc {
             root: Some(options::runc_root(&opts.root, &self.namespace)),
             log: Some(bundle.join("log.json")),
@@ -367,15 +340,16 @@ impl Daemon {
             &CreateOpts {
                 bundle: bundle.clone(),
                 pid_file: bundle.join("init.pid"),
-                console_socket: None,
+                console_socket,
                 no_pivot: opts.no_pivot_root,
                 no_new_keyring: opts.no_new_keyring,
                 detach: false,
             },
         );
         let mut init = Process::new(&req.id, Kind::Init, names);
-        init.io = io;
+        init.io = prepared.io;
         init.busy = true;
+        let io = prepared.child.map_or(RuncIo::Capture, RuncIo::Container);
         self.containers.insert(
             req.id.clone(),
             Container {
@@ -394,9 +368,12 @@ impl Daemon {
             },
         );
         self.learning += 1;
-        self.spawn_runc(
+        let id = req.id.clone();
+        self.spawn_when_ready(
+            &id,
+            "",
             invocation,
-            RuncIo::Container(child),
+            io,
             None,
             deadline,
             After::Create {
@@ -407,35 +384,19 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn create_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn create_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, Error>) {
         self.learning -= 1;
-        let pid = match result {
-            Ok(_) => {
-                let bundle = match self.containers.get(id) {
-                    Some(c) => c.bundle.clone(),
-                    None => return,
-                };
-                read_pid_file(&bundle.join("init.pid"))
-            }
-            Err(e) => Err(Error::from(e)),
-        };
-        let pid = match pid {
+        let runc_created = result.is_ok();
+        let outcome = result.and_then(|_| {
+            let bundle = self.container(id)?.bundle.clone();
+            let pid = read_pid_file(&bundle.join("init.pid"))?;
+            self.attach_io(id, "")?;
+            Ok(pid)
+        });
+        let pid = match outcome {
             Ok(pid) => pid,
             Err(e) => {
-                if let Some(c) = self.containers.remove(id) {
-                    if !c.rootfs.is_empty() {
-                        if let Err(e) = mount::unmount_all(&c.bundle.join("rootfs")) {
-                            log::error!("failed to unmount rootfs of {id}: {e}");
-                        }
-                    }
-                    self.answer::<Empty>(r, Err(e));
-                    self.fail_queue(c.init.queue, Error::container_not_created());
-                }
+                self.create_failed(id, r, e, runc_created);
                 return;
             }
         };
@@ -478,6 +439,46 @@ impl Daemon {
         self.release(id, "");
     }
 
+    fn create_failed(&mut self, id: &str, r: Responder, e: Error, runc_created: bool) {
+        self.close_process_io(id, "");
+        let Some(c) = self.containers.remove(id) else {
+            return;
+        };
+        if runc_created {
+            let invocation = c.runc.delete(id, true);
+            self.spawn_runc(
+                invocation,
+                RuncIo::Capture,
+                None,
+                None,
+                After::Ignore {
+                    what: "runc delete --force",
+                },
+            );
+        }
+        if !c.rootfs.is_empty() {
+            if let Err(e) = mount::unmount_all(&c.bundle.join("rootfs")) {
+                log::error!("failed to unmount rootfs of {id}: {e}");
+            }
+        }
+        log::warn!("create of {id} failed: {e}");
+        self.answer::<Empty>(r, Err(e));
+        self.fail_queue(c.init.queue, Error::container_not_created());
+    }
+
+    /// Fails an operation whose runc call never started (e.g. its logger failed).
+    pub fn fail_after(&mut self, after: After, e: Error) {
+        match after {
+            After::Create { container, responder } => self.create_done(&container, responder, Err(e)),
+            After::StartExec {
+                container,
+                exec,
+                responder,
+            } => self.start_exec_done(&container, &exec, responder, Err(e)),
+            other => log::error!("{other:?} failed: {e}"),
+        }
+    }
+
     // ---------------------------------------------------------------- Start
 
     fn start(&mut self, req: StartRequest, r: Responder, deadline: Option<Instant>) {
@@ -494,16 +495,8 @@ impl Daemon {
         }
     }
 
-    fn start_init(
-        &mut self,
-        id: &str,
-        r: Responder,
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        let c = self
-            .containers
-            .get_mut(id)
-            .ok_or_else(Error::container_not_created)?;
+    fn start_init(&mut self, id: &str, r: Responder, deadline: Option<Instant>) -> Result<(), Error> {
+        let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
         state::check(c.init.kind, c.init.status, Op::Start)?;
         c.init.busy = true;
         c.init.starting = true;
@@ -521,12 +514,7 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn start_init_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn start_init_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
@@ -554,17 +542,8 @@ impl Daemon {
         self.release(id, "");
     }
 
-    fn start_exec(
-        &mut self,
-        id: &str,
-        exec_id: &str,
-        r: Responder,
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        let c = self
-            .containers
-            .get_mut(id)
-            .ok_or_else(Error::container_not_created)?;
+    fn start_exec(&mut self, id: &str, exec_id: &str, r: Responder, deadline: Option<Instant>) -> Result<(), Error> {
+        let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
         let init_gone = c.init_reaped || matches!(c.init.status, Status::Stopped | Status::Deleted);
         let bundle = c.bundle.clone();
         let p = c
@@ -577,28 +556,42 @@ impl Daemon {
                 "container {id} init process is not running"
             )));
         }
-        if p.stdio.terminal {
-            return Err(Error::Unimplemented("terminal".into()));
-        }
         let scheme = p.stdio.scheme()?;
-        let (child, io) = stdio::prepare(&p.stdio, &scheme)?;
+        let owner = IoOwner {
+            uid: c.options.io_uid,
+            gid: c.options.io_gid,
+        };
+        let env = LoggerEnv {
+            id: exec_id,
+            namespace: &self.namespace,
+            cwd: &bundle,
+        };
+        let prepared = stdio::prepare(&p.stdio, &scheme, owner, &env)?;
         let spec = memfd_with("exec-process", &p.spec)
             .map_err(|e| Error::unknown(format!("failed to write process spec: {e}")))?;
-        p.io = io;
+        let console_socket = prepared.io.console_socket.as_ref().map(|s| s.path());
+        let logger = prepared.io.logger;
+        p.io = prepared.io;
         p.busy = true;
+        let io = prepared.child.map_or(RuncIo::Capture, RuncIo::Container);
         let invocation = c.runc.exec(
             id,
             &ExecOpts {
                 process: PathBuf::from(format!("/proc/self/fd/{EXEC_SPEC_FD}")),
-                console_socket: None,
+                console_socket,
                 detach: true,
                 pid_file: Some(bundle.join(format!("{exec_id}.pid"))),
             },
         );
+        if let Some(pid) = logger {
+            self.loggers.insert(pid);
+        }
         self.learning += 1;
-        self.spawn_runc(
+        self.spawn_when_ready(
+            id,
+            exec_id,
             invocation,
-            RuncIo::Container(child),
+            io,
             Some(ExtraFd {
                 fd: spec.into(),
                 target: EXEC_SPEC_FD,
@@ -613,45 +606,41 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn start_exec_done(
-        &mut self,
-        id: &str,
-        exec_id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn start_exec_done(&mut self, id: &str, exec_id: &str, r: Responder, result: Result<Vec<u8>, Error>) {
         self.learning -= 1;
-        let Some(c) = self.containers.get_mut(id) else {
+        let Some(c) = self.containers.get(id) else {
             return;
         };
         let pid_file = c.bundle.join(format!("{exec_id}.pid"));
-        let outcome = result
-            .map_err(Error::from)
-            .and_then(|_| read_pid_file(&pid_file));
-        let Some(p) = c.execs.get_mut(exec_id) else {
-            return;
-        };
-        match outcome {
+        match result.and_then(|_| read_pid_file(&pid_file)) {
             Ok(pid) => {
-                p.pid = pid;
-                p.status = Status::Running;
-                c.running_execs += 1;
-                self.pids.insert(pid, (id.to_string(), exec_id.to_string()));
-                let mut ev = TaskExecStarted::new();
-                ev.container_id = id.to_string();
-                ev.exec_id = exec_id.to_string();
-                ev.pid = pid;
-                self.publish("/tasks/exec-started", any::TASK_EXEC_STARTED, &ev);
-                let mut resp = StartResponse::new();
-                resp.pid = pid;
-                self.answer(r, Ok(resp));
+                self.register_exec(id, exec_id, pid);
+                if let Err(e) = self.attach_io(id, exec_id) {
+                    // The process runs but its stdio could not be connected: stop it.
+                    // Its exit is reaped and reported like any other.
+                    let _ = sys::kill(pid as i32, libc::SIGKILL);
+                    self.answer::<Empty>(r, Err(e));
+                } else {
+                    let mut ev = TaskExecStarted::new();
+                    ev.container_id = id.to_string();
+                    ev.exec_id = exec_id.to_string();
+                    ev.pid = pid;
+                    self.publish("/tasks/exec-started", any::TASK_EXEC_STARTED, &ev);
+                    let mut resp = StartResponse::new();
+                    resp.pid = pid;
+                    self.answer(r, Ok(resp));
+                }
                 if let Some(exit) = self.claim_exit(pid) {
                     self.process_exited(id, exec_id, exit);
                 }
             }
             Err(e) => {
                 // The exec never ran: it counts as exited so that Wait returns.
-                p.io.close_stdin();
+                self.close_process_io(id, exec_id);
+                let Some(p) = self.containers.get_mut(id).and_then(|c| c.execs.get_mut(exec_id)) else {
+                    return;
+                };
+                p.io = Default::default();
                 p.status = Status::Stopped;
                 p.exit = Some(Exit {
                     pid: 0,
@@ -665,6 +654,17 @@ impl Daemon {
             }
         }
         self.release(id, exec_id);
+    }
+
+    fn register_exec(&mut self, id: &str, exec_id: &str, pid: u32) {
+        if let Some(c) = self.containers.get_mut(id) {
+            if let Some(p) = c.execs.get_mut(exec_id) {
+                p.pid = pid;
+                p.status = Status::Running;
+                c.running_execs += 1;
+                self.pids.insert(pid, (id.to_string(), exec_id.to_string()));
+            }
+        }
     }
 
     // ---------------------------------------------------------------- Exec
@@ -682,17 +682,10 @@ impl Daemon {
             .containers
             .get_mut(&req.id)
             .ok_or_else(Error::container_not_created)?;
-        if req.exec_id.is_empty() {
-            return Err(Error::InvalidArgument("exec id cannot be empty".into()));
-        }
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!("id {}", req.exec_id)));
         }
-        let init_status = if c.init_reaped {
-            Status::Stopped
-        } else {
-            c.init.status
-        };
+        let init_status = if c.init_reaped { Status::Stopped } else { c.init.status };
         state::check(c.init.kind, init_status, Op::Exec)?;
         let names = StdioNames {
             stdin: req.stdin.clone(),
@@ -708,9 +701,7 @@ impl Daemon {
         let mut spec: serde_json::Value = serde_json::from_slice(&spec_any.value)
             .map_err(|e| Error::InvalidArgument(format!("invalid exec process spec: {e}")))?;
         let Some(obj) = spec.as_object_mut() else {
-            return Err(Error::InvalidArgument(
-                "exec process spec is not a JSON object".into(),
-            ));
+            return Err(Error::InvalidArgument("exec process spec is not a JSON object".into()));
         };
         obj.insert("terminal".into(), serde_json::Value::Bool(req.terminal));
         let mut p = Process::new(&req.exec_id, Kind::Exec, names);
@@ -738,12 +729,7 @@ impl Daemon {
     }
 
     /// Returns true when the answer comes later (a runc call was started).
-    fn try_kill(
-        &mut self,
-        req: &KillRequest,
-        r: Responder,
-        deadline: Option<Instant>,
-    ) -> Result<bool, Error> {
+    fn try_kill(&mut self, req: &KillRequest, r: Responder, deadline: Option<Instant>) -> Result<bool, Error> {
         let p = self.process_of(&req.id, &req.exec_id)?;
         state::check(p.kind, p.status, Op::Kill)?;
         if p.kind == Kind::Exec {
@@ -788,16 +774,8 @@ impl Daemon {
         }
     }
 
-    fn delete_init(
-        &mut self,
-        id: &str,
-        r: Responder,
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        let c = self
-            .containers
-            .get_mut(id)
-            .ok_or_else(Error::container_not_created)?;
+    fn delete_init(&mut self, id: &str, r: Responder, deadline: Option<Instant>) -> Result<(), Error> {
+        let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
         state::check(c.init.kind, c.init.status, Op::Delete)?;
         c.init.busy = true;
         let invocation = c.runc.delete(id, false);
@@ -814,12 +792,7 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn delete_init_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn delete_init_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         if let Err(e) = result {
             if !e.is_not_exist() {
                 self.answer::<Empty>(r, Err(e.into()));
@@ -827,6 +800,15 @@ impl Daemon {
                 return;
             }
         }
+        let exec_ids: Vec<String> = self
+            .containers
+            .get(id)
+            .map(|c| c.execs.keys().cloned().collect())
+            .unwrap_or_default();
+        for eid in exec_ids {
+            self.close_process_io(id, &eid);
+        }
+        self.close_process_io(id, "");
         let Some(mut c) = self.containers.remove(id) else {
             return;
         };
@@ -865,14 +847,8 @@ impl Daemon {
     }
 
     fn delete_exec(&mut self, id: &str, exec_id: &str) -> Result<DeleteResponse, Error> {
-        let c = self
-            .containers
-            .get_mut(id)
-            .ok_or_else(Error::container_not_created)?;
-        let p = c
-            .execs
-            .get(exec_id)
-            .ok_or_else(|| Error::process_not_found(exec_id))?;
+        let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
+        let p = c.execs.get(exec_id).ok_or_else(|| Error::process_not_found(exec_id))?;
         state::check(Kind::Exec, p.status, Op::Delete)?;
         let mut p = c.execs.remove(exec_id).expect("checked above");
         let _ = std::fs::remove_file(c.bundle.join(format!("{exec_id}.pid")));
@@ -930,10 +906,7 @@ impl Daemon {
             .get_mut(&req.id)
             .and_then(|c| c.process_mut(&req.exec_id))
         {
-            p.waiters.push(Waiter {
-                responder: r,
-                timer,
-            });
+            p.waiters.push(Waiter { responder: r, timer });
         }
     }
 
@@ -950,11 +923,7 @@ impl Daemon {
     }
 
     pub fn expire_waiter(&mut self, id: &str, exec_id: &str, r: Responder) {
-        if let Some(p) = self
-            .containers
-            .get_mut(id)
-            .and_then(|c| c.process_mut(exec_id))
-        {
+        if let Some(p) = self.containers.get_mut(id).and_then(|c| c.process_mut(exec_id)) {
             p.waiters.retain(|w| w.responder != r);
         }
         self.answer::<Empty>(r, Err(Error::DeadlineExceeded("wait".into())));
@@ -1022,11 +991,7 @@ impl Daemon {
         ev.exit_status = exit.status;
         ev.exited_at = timestamp(Some(exit.at));
         self.publish("/tasks/exit", any::TASK_EXIT, &ev);
-        log::info!(
-            "init of {id} (pid {}) exited with status {}",
-            exit.pid,
-            exit.status
-        );
+        log::info!("init of {id} (pid {}) exited with status {}", exit.pid, exit.status);
         self.release_waiters(waiters, Some(exit));
     }
 
@@ -1082,12 +1047,7 @@ impl Daemon {
         );
     }
 
-    pub fn pids_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn pids_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         let res = result
             .and_then(|out| runc_wrapper::parse_ps(&out))
             .map_err(Error::from)
@@ -1097,8 +1057,7 @@ impl Daemon {
                 for pid in pids {
                     let mut info = ProcessInfo::new();
                     info.pid = pid;
-                    if let Some((eid, _)) = c.execs.iter().find(|(_, p)| p.pid == pid && p.pid != 0)
-                    {
+                    if let Some((eid, _)) = c.execs.iter().find(|(_, p)| p.pid == pid && p.pid != 0) {
                         let mut d = ProcessDetails::new();
                         d.exec_id = eid.clone();
                         if let Ok(a) = any::pack(any::RUNC_PROCESS_DETAILS, &d) {
@@ -1143,12 +1102,7 @@ impl Daemon {
         }
     }
 
-    pub fn pause_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn pause_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
@@ -1200,12 +1154,7 @@ impl Daemon {
         }
     }
 
-    pub fn resume_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn resume_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
@@ -1243,9 +1192,7 @@ impl Daemon {
             serde_json::from_slice::<serde_json::Value>(&resources.value)
                 .ok()
                 .filter(serde_json::Value::is_object)
-                .ok_or_else(|| {
-                    Error::InvalidArgument("resources are not a JSON LinuxResources object".into())
-                })?;
+                .ok_or_else(|| Error::InvalidArgument("resources are not a JSON LinuxResources object".into()))?;
             c.init.busy = true;
             Ok((c.runc.update(&req.id), resources.value.clone()))
         })();
@@ -1264,12 +1211,7 @@ impl Daemon {
         }
     }
 
-    pub fn update_done(
-        &mut self,
-        id: &str,
-        r: Responder,
-        result: Result<Vec<u8>, runc_wrapper::Error>,
-    ) {
+    pub fn update_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         let res = result.map(|_| Empty::new()).map_err(Error::from);
         self.answer(r, res);
         self.release(id, "");
@@ -1292,6 +1234,12 @@ impl Daemon {
     fn resize_pty(&mut self, req: &ResizePtyRequest) -> Result<Empty, Error> {
         let p = self.process_of(&req.id, &req.exec_id)?;
         state::check(p.kind, p.status, Op::Resize)?;
+        if let Some(master) = &p.io.console {
+            let cols = u16::try_from(req.width).unwrap_or(u16::MAX);
+            let rows = u16::try_from(req.height).unwrap_or(u16::MAX);
+            sys::set_winsize(master.as_raw_fd(), cols, rows)
+                .map_err(|e| Error::unknown(format!("resize console: {e}")))?;
+        }
         Ok(Empty::new())
     }
 }

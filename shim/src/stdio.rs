@@ -8,7 +8,7 @@
 //! The kernel then moves every byte; the shim holds no buffer and runs no copy
 //! loop, and nothing written before an exit can be lost in the shim.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
@@ -17,6 +17,8 @@ use std::process::Stdio;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use crate::attach::Role;
+use crate::console::ConsoleSocket;
 use crate::error::Error;
 
 /// The stdio strings of a process, exactly as containerd sent them.
@@ -38,11 +40,7 @@ pub enum Scheme {
     /// `file:///path`: stdout and stderr appended to one file.
     File(PathBuf),
     /// `binary:///path?k=v` (and `binary-v2://`): a logging program.
-    Binary {
-        path: PathBuf,
-        args: Vec<String>,
-        v2: bool,
-    },
+    Binary { path: PathBuf, args: Vec<String>, v2: bool },
 }
 
 fn percent_decode(s: &str) -> String {
@@ -99,9 +97,7 @@ impl StdioNames {
             "fifo" => Ok(Scheme::Fifo),
             "file" => {
                 if !path.is_absolute() {
-                    return Err(Error::InvalidArgument(format!(
-                        "file log path must be absolute: {out}"
-                    )));
+                    return Err(Error::InvalidArgument(format!("file log path must be absolute: {out}")));
                 }
                 Ok(Scheme::File(path))
             }
@@ -133,12 +129,29 @@ impl StdioNames {
     }
 }
 
-/// Descriptors the shim keeps for a process after runc has started it.
+/// Descriptors the shim keeps for a process.
 #[derive(Debug, Default)]
 pub struct ProcessIo {
     /// The shim's writer on the stdin fifo: while it is open the container never
     /// sees EOF, even between client writers. `CloseIO` drops it.
     pub stdin_keepalive: Option<OwnedFd>,
+    /// Terminal mode, until runc returns: where runc sends the pty master.
+    pub console_socket: Option<ConsoleSocket>,
+    /// The pty master (for ResizePty), once received.
+    pub console: Option<OwnedFd>,
+    /// Terminal mode: the stdin fifo reader, source of the input pump.
+    pub master_input: Option<OwnedFd>,
+    /// Terminal mode: where the master's output goes (fifo, log file, logger pipe).
+    pub master_output: Option<OwnedFd>,
+    /// Pipe mode (IoUid/IoGid): (source, destination) pairs to pump once runc returned.
+    pub pipe_pumps: Vec<(OwnedFd, OwnedFd, Role)>,
+    /// Active pumps (slots in the daemon's pump table).
+    pub pumps: Vec<u32>,
+    /// The binary logger's pid.
+    pub logger: Option<u32>,
+    /// The binary logger's ready pipe, until it signalled.
+    pub logger_ready: Option<OwnedFd>,
+    pub logger_v2: bool,
 }
 
 impl ProcessIo {
@@ -170,9 +183,15 @@ fn clear_nonblock(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn open_stdin(path: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
-    // Non-blocking read-only open never waits for a writer; then our own writer
-    // exists, so the reader can be made blocking for the container.
+pub fn set_nonblock(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// Opens the stdin fifo: a reader (made blocking when the container gets it)
+/// and the shim's keep-alive writer. Neither open waits for the client.
+fn open_stdin(path: &Path, blocking_reader: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     let reader: OwnedFd = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -183,94 +202,238 @@ fn open_stdin(path: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?
         .into();
-    clear_nonblock(&reader)?;
+    if blocking_reader {
+        clear_nonblock(&reader)?;
+    }
     Ok((reader, writer))
 }
 
 /// Opens an output fifo read-write (never blocks, never EPIPE); a regular file
 /// given instead of a fifo is appended to.
-fn open_output(path: &Path) -> io::Result<File> {
+fn open_output(path: &Path, nonblocking: bool) -> io::Result<OwnedFd> {
     let meta = fs::metadata(path)?;
-    if meta.file_type().is_fifo() {
+    let nb = if nonblocking { libc::O_NONBLOCK } else { 0 };
+    let f = if meta.file_type().is_fifo() {
         OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
+            .custom_flags(libc::O_CLOEXEC | nb)
+            .open(path)?
     } else {
         OpenOptions::new()
             .append(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-    }
+            .custom_flags(libc::O_CLOEXEC | nb)
+            .open(path)?
+    };
+    Ok(f.into())
 }
 
-fn open_log_file(path: &Path) -> io::Result<File> {
+fn open_log_file(path: &Path) -> io::Result<OwnedFd> {
     if let Some(dir) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
     }
-    OpenOptions::new()
+    Ok(OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o644)
         .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+        .open(path)?
+        .into())
 }
 
-/// Sets up fifo or file mode for a non-terminal process.
-pub fn prepare(names: &StdioNames, scheme: &Scheme) -> Result<(ChildStdio, ProcessIo), Error> {
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// Who the container-side ends belong to (IoUid/IoGid options).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoOwner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl IoOwner {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0 && self.gid == 0
+    }
+
+    fn apply(&self, fd: &OwnedFd) -> io::Result<()> {
+        if self.is_root() {
+            return Ok(());
+        }
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )?;
+        Ok(())
+    }
+}
+
+/// Everything needed to start a process's stdio; see `prepare`.
+pub struct Prepared {
+    /// runc's stdin/out/err: the container's stdio, or `None` in terminal mode
+    /// (runc's own output is then captured).
+    pub child: Option<ChildStdio>,
+    pub io: ProcessIo,
+}
+
+/// Where a process's stdio ends up, for the logger's environment.
+pub struct LoggerEnv<'a> {
+    pub id: &'a str,
+    pub namespace: &'a str,
+    pub cwd: &'a Path,
+}
+
+/// Sets up a process's stdio before runc is called.
+pub fn prepare(names: &StdioNames, scheme: &Scheme, owner: IoOwner, logger: &LoggerEnv<'_>) -> Result<Prepared, Error> {
+    let ctx = |what: &str, path: &str, e: io::Error| Error::unknown(format!("failed to open {what} {path}: {e}"));
     let mut io = ProcessIo::default();
     let mut child = ChildStdio::null();
-    let ctx = |what: &str, path: &str, e: io::Error| {
-        Error::unknown(format!("failed to open {what} {path}: {e}"))
-    };
+    let terminal = names.terminal;
+    // Where the process's output goes; for a terminal, the master's destination.
+    let mut out: Option<OwnedFd> = None;
+    let mut err: Option<OwnedFd> = None;
+    let piped = !owner.is_root() && !terminal;
+
     if !names.stdin.is_empty() {
         let path = StdioNames::fifo_path(&names.stdin);
-        let (reader, writer) = open_stdin(path).map_err(|e| ctx("stdin fifo", &names.stdin, e))?;
-        child.stdin = Stdio::from(reader);
+        let (reader, writer) = open_stdin(path, !terminal && !piped).map_err(|e| ctx("stdin fifo", &names.stdin, e))?;
         io.stdin_keepalive = Some(writer);
+        if terminal {
+            io.master_input = Some(reader);
+        } else if piped {
+            let (r, w) = pipe().map_err(|e| ctx("stdin pipe", "", e))?;
+            owner.apply(&r).map_err(|e| ctx("stdin pipe", "", e))?;
+            set_nonblock(&w).map_err(|e| ctx("stdin pipe", "", e))?;
+            io.pipe_pumps.push((reader, w, Role::Input));
+            child.stdin = Stdio::from(r);
+        } else {
+            child.stdin = Stdio::from(reader);
+        }
     }
+
     match scheme {
         Scheme::Null => {}
         Scheme::Fifo => {
+            let nb = terminal || piped;
             let same = !names.stdout.is_empty() && names.stdout == names.stderr;
             if !names.stdout.is_empty() {
-                let f = open_output(StdioNames::fifo_path(&names.stdout))
-                    .map_err(|e| ctx("stdout", &names.stdout, e))?;
-                if same {
-                    let dup = f.try_clone().map_err(|e| ctx("stderr", &names.stderr, e))?;
-                    child.stderr = Stdio::from(dup);
-                }
-                child.stdout = Stdio::from(f);
+                out = Some(
+                    open_output(StdioNames::fifo_path(&names.stdout), nb)
+                        .map_err(|e| ctx("stdout", &names.stdout, e))?,
+                );
             }
-            if !names.stderr.is_empty() && !same {
-                let f = open_output(StdioNames::fifo_path(&names.stderr))
-                    .map_err(|e| ctx("stderr", &names.stderr, e))?;
-                child.stderr = Stdio::from(f);
+            // A terminal has no stderr: the client never opens that fifo.
+            if !names.stderr.is_empty() && !terminal {
+                err = Some(if same {
+                    out.as_ref()
+                        .expect("stdout opened")
+                        .try_clone()
+                        .map_err(|e| ctx("stderr", &names.stderr, e))?
+                } else {
+                    open_output(StdioNames::fifo_path(&names.stderr), nb)
+                        .map_err(|e| ctx("stderr", &names.stderr, e))?
+                });
             }
         }
         Scheme::File(path) => {
-            let f =
-                open_log_file(path).map_err(|e| ctx("log file", &path.display().to_string(), e))?;
-            let dup = f
-                .try_clone()
-                .map_err(|e| ctx("log file", &path.display().to_string(), e))?;
-            child.stdout = Stdio::from(f);
-            child.stderr = Stdio::from(dup);
+            let shown = path.display().to_string();
+            let f = open_log_file(path).map_err(|e| ctx("log file", &shown, e))?;
+            if terminal || piped {
+                set_nonblock(&f).map_err(|e| ctx("log file", &shown, e))?;
+            }
+            if !terminal {
+                err = Some(f.try_clone().map_err(|e| ctx("log file", &shown, e))?);
+            }
+            out = Some(f);
         }
-        Scheme::Binary { .. } => {
-            return Err(Error::Unimplemented("binary logging".into()));
+        Scheme::Binary { path, args, v2 } => {
+            let (out_r, out_w) = pipe().map_err(|e| ctx("logger pipe", "", e))?;
+            let (err_r, err_w) = pipe().map_err(|e| ctx("logger pipe", "", e))?;
+            let (ready_r, ready_w) = pipe().map_err(|e| ctx("logger pipe", "", e))?;
+            let mut cmd = std::process::Command::new(path);
+            cmd.args(args)
+                .env_clear()
+                .env("CONTAINER_ID", logger.id)
+                .env("CONTAINER_NAMESPACE", logger.namespace)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if logger.cwd.is_dir() {
+                cmd.current_dir(logger.cwd);
+            }
+            use std::os::fd::AsRawFd;
+            crate::sys::pass_fds(
+                &mut cmd,
+                vec![(out_r.as_raw_fd(), 3), (err_r.as_raw_fd(), 4), (ready_w.as_raw_fd(), 5)],
+            );
+            let child_proc = cmd
+                .spawn()
+                .map_err(|e| Error::unknown(format!("failed to start logging binary {}: {e}", path.display())))?;
+            drop(cmd);
+            drop((out_r, err_r, ready_w));
+            io.logger = Some(child_proc.id());
+            io.logger_ready = Some(ready_r);
+            io.logger_v2 = *v2;
+            if terminal {
+                out = Some(out_w);
+                set_nonblock(out.as_ref().expect("set above")).map_err(|e| ctx("logger pipe", "", e))?;
+                drop(err_w);
+            } else {
+                // The container writes straight into the logger's pipes.
+                owner.apply(&out_w).map_err(|e| ctx("logger pipe", "", e))?;
+                owner.apply(&err_w).map_err(|e| ctx("logger pipe", "", e))?;
+                child.stdout = Stdio::from(out_w);
+                child.stderr = Stdio::from(err_w);
+                return Ok(Prepared { child: Some(child), io });
+            }
         }
     }
-    Ok((child, io))
+
+    if terminal {
+        io.master_output = out;
+        io.console_socket = Some(
+            ConsoleSocket::new()
+                .map_err(|e| Error::unknown(format!("failed to create OCI runtime console socket: {e}")))?,
+        );
+        return Ok(Prepared { child: None, io });
+    }
+    if piped {
+        for (fd, is_out) in [(out, true), (err, false)] {
+            let Some(dst) = fd else { continue };
+            let (r, w) = pipe().map_err(|e| ctx("output pipe", "", e))?;
+            owner.apply(&w).map_err(|e| ctx("output pipe", "", e))?;
+            set_nonblock(&r).map_err(|e| ctx("output pipe", "", e))?;
+            io.pipe_pumps.push((r, dst, Role::Output));
+            if is_out {
+                child.stdout = Stdio::from(w);
+            } else {
+                child.stderr = Stdio::from(w);
+            }
+        }
+        return Ok(Prepared { child: Some(child), io });
+    }
+    if let Some(o) = out {
+        child.stdout = Stdio::from(o);
+    }
+    if let Some(e) = err {
+        child.stderr = Stdio::from(e);
+    }
+    Ok(Prepared { child: Some(child), io })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env() -> LoggerEnv<'static> {
+        LoggerEnv {
+            id: "c",
+            namespace: "ns",
+            cwd: Path::new("/"),
+        }
+    }
 
     fn names(stdin: &str, stdout: &str, stderr: &str) -> StdioNames {
         StdioNames {
@@ -284,14 +447,8 @@ mod tests {
     #[test]
     fn schemes() {
         assert_eq!(names("", "", "").scheme().unwrap(), Scheme::Null);
-        assert_eq!(
-            names("/f/in", "/f/out", "/f/err").scheme().unwrap(),
-            Scheme::Fifo
-        );
-        assert_eq!(
-            names("", "fifo:///f/out", "").scheme().unwrap(),
-            Scheme::Fifo
-        );
+        assert_eq!(names("/f/in", "/f/out", "/f/err").scheme().unwrap(), Scheme::Fifo);
+        assert_eq!(names("", "fifo:///f/out", "").scheme().unwrap(), Scheme::Fifo);
         assert_eq!(
             names("", "file:///var/log/x%20y.log", "file:///var/log/x%20y.log")
                 .scheme()
@@ -334,15 +491,16 @@ mod tests {
             p.display().to_string()
         };
         let n = names(&mk("in"), &mk("out"), &mk("err"));
-        let (_child, io) = prepare(&n, &Scheme::Fifo).unwrap();
-        assert!(io.stdin_keepalive.is_some());
+        let p = prepare(&n, &Scheme::Fifo, IoOwner::default(), &env()).unwrap();
+        assert!(p.io.stdin_keepalive.is_some());
+        assert!(p.child.is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn missing_fifo_is_a_clear_error() {
         let n = names("", "/nonexistent/dir/out", "");
-        let e = prepare(&n, &Scheme::Fifo).err().unwrap();
+        let e = prepare(&n, &Scheme::Fifo, IoOwner::default(), &env()).err().unwrap();
         assert!(e.to_string().contains("/nonexistent/dir/out"), "{e}");
     }
 }

@@ -165,3 +165,56 @@ pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Receives one descriptor sent with SCM_RIGHTS on `sock` (runc's console
+/// socket protocol: the payload is the pty's name, the control message its master).
+pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut received: Vec<RawFd> = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            received.extend(fds);
+        }
+    }
+    let mut owned = received.into_iter().map(|fd| {
+        // SAFETY: the kernel just installed this descriptor in our table for us
+        // (SCM_RIGHTS); nothing else refers to it, so we take sole ownership.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    let first = owned
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no descriptor in console message"))?;
+    // Extra descriptors (never sent by runc) are closed as `owned` drops.
+    Ok(first)
+}
+
+/// Makes each `(fd, target)` appear at `target` in `cmd`'s child, safely even when
+/// sources and targets overlap (everything is first moved above the targets).
+pub fn pass_fds(cmd: &mut Command, fds: Vec<(RawFd, RawFd)>) {
+    // SAFETY: the closure runs between fork and exec and only calls fcntl/dup2/close,
+    // which are async-signal-safe; the vector was allocated before fork and is only read.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut moved = [0 as RawFd; 8];
+            for (i, (fd, _)) in fds.iter().enumerate().take(moved.len()) {
+                let high = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                if high < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                moved[i] = high;
+            }
+            for (i, (_, target)) in fds.iter().enumerate().take(moved.len()) {
+                if libc::dup2(moved[i], *target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(moved[i]);
+            }
+            Ok(())
+        });
+    }
+}

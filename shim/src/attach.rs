@@ -1,0 +1,429 @@
+//! Attaching process stdio to the event loop: pumps (pty and chowned pipes),
+//! waiting for a binary logger to signal ready, and stopping loggers.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+
+use crate::daemon::{Daemon, Timer};
+use crate::error::Error;
+use crate::pump::{Progress, Pump};
+use crate::runner::{After, ExtraFd, RuncIo};
+use crate::stdio::set_nonblock;
+use crate::sys;
+
+pub const KIND_PUMP_SRC: u64 = 6;
+pub const KIND_PUMP_DST: u64 = 7;
+pub const KIND_READY: u64 = 8;
+
+/// How long a logger may take to exit after SIGTERM before it is killed.
+const LOGGER_GRACE: Duration = Duration::from_secs(12);
+/// Size of the scratch buffer shared by pumps that cannot splice.
+const SCRATCH: usize = 32 * 1024;
+
+pub fn token(kind: u64, slot: u32, gen: u32) -> u64 {
+    (kind << 56) | (u64::from(gen & 0xff_ffff) << 32) | u64::from(slot)
+}
+
+pub fn untoken(t: u64) -> (u64, u32, u32) {
+    (t >> 56, (t & 0xffff_ffff) as u32, ((t >> 32) & 0xff_ffff) as u32)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Client → container (stdin). Its end means EOF for the container.
+    Input,
+    /// Container → client.
+    Output,
+}
+
+pub struct PumpSlot {
+    pub pump: Pump,
+    pub gen: u32,
+    pub container: String,
+    pub exec: String,
+    pub role: Role,
+    /// Whether the pump reads from or writes to a pty master.
+    pub console: bool,
+}
+
+/// A runc call waiting for a binary logger to signal that it is ready.
+pub struct ReadyWait {
+    pub fd: OwnedFd,
+    pub gen: u32,
+    pub v2: bool,
+    pub logger: u32,
+    pub invocation: runc_wrapper::Invocation,
+    pub io: RuncIo,
+    pub extra: Option<ExtraFd>,
+    pub deadline: Option<Instant>,
+    pub after: After,
+}
+
+fn add_or_assume_ready(d: &Daemon, fd: &OwnedFd, flags: EpollFlags, tok: u64) -> io::Result<bool> {
+    match d.poll().add(fd, EpollEvent::new(flags | EpollFlags::EPOLLET, tok)) {
+        Ok(()) => Ok(true),
+        // Regular files and /dev/null cannot be polled: they are always ready.
+        Err(Errno::EPERM) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Daemon {
+    // ---------------------------------------------------------------- pumps
+
+    /// Starts moving bytes from `src` to `dst` for a process.
+    pub fn add_pump(
+        &mut self,
+        container: &str,
+        exec: &str,
+        src: OwnedFd,
+        dst: OwnedFd,
+        role: Role,
+        console: bool,
+    ) -> io::Result<()> {
+        set_nonblock(&src)?;
+        set_nonblock(&dst)?;
+        let slot = match self.pumps.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.pumps.push(None);
+                self.pumps.len() - 1
+            }
+        } as u32;
+        let gen = self.next_gen();
+        add_or_assume_ready(
+            self,
+            &src,
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+            token(KIND_PUMP_SRC, slot, gen),
+        )?;
+        add_or_assume_ready(self, &dst, EpollFlags::EPOLLOUT, token(KIND_PUMP_DST, slot, gen))?;
+        self.pumps[slot as usize] = Some(PumpSlot {
+            pump: Pump::new(src, dst),
+            gen,
+            container: container.to_string(),
+            exec: exec.to_string(),
+            role,
+            console,
+        });
+        if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec)) {
+            p.io.pumps.push(slot);
+        }
+        // Data may already be waiting; edge-triggered registration would not report it.
+        self.run_pump(slot, gen);
+        Ok(())
+    }
+
+    pub fn on_pump_event(&mut self, t: u64) {
+        let (_, slot, gen) = untoken(t);
+        self.run_pump(slot, gen);
+    }
+
+    fn run_pump(&mut self, slot: u32, gen: u32) {
+        let Some(Some(ps)) = self.pumps.get_mut(slot as usize) else {
+            return;
+        };
+        if ps.gen != gen {
+            return;
+        }
+        let scratch = self
+            .scratch
+            .get_or_insert_with(|| vec![0u8; SCRATCH].into_boxed_slice());
+        let outcome = ps.pump.run(scratch);
+        match outcome {
+            Ok(Progress::Blocked) => {}
+            Ok(Progress::Done) | Ok(Progress::DestinationGone) => self.pump_finished(slot),
+            Err(e) => {
+                log::warn!("stdio copy for {} {} failed: {e}", ps.container, ps.exec);
+                self.pump_finished(slot);
+            }
+        }
+    }
+
+    fn remove_pump(&mut self, slot: u32) -> Option<PumpSlot> {
+        let ps = self.pumps.get_mut(slot as usize)?.take()?;
+        let _ = self.poll().delete(ps.pump.src.as_fd());
+        let _ = self.poll().delete(ps.pump.dst.as_fd());
+        if let Some(p) = self
+            .containers
+            .get_mut(&ps.container)
+            .and_then(|c| c.process_mut(&ps.exec))
+        {
+            p.io.pumps.retain(|s| *s != slot);
+        }
+        if self.pumps.iter().all(Option::is_none) {
+            self.pumps.clear();
+            self.scratch = None;
+        }
+        Some(ps)
+    }
+
+    fn pump_finished(&mut self, slot: u32) {
+        let Some(ps) = self.remove_pump(slot) else {
+            return;
+        };
+        log::debug!(
+            "stdio copy for {} {} ended after {} bytes",
+            ps.container,
+            ps.exec,
+            ps.pump.moved
+        );
+        if ps.role == Role::Input && ps.console {
+            // stdin ended on a terminal: hang the console up, as the Go shim does.
+            self.shutdown_console(&ps.container, &ps.exec);
+        }
+    }
+
+    /// Closes a process's pty: output already in the master is copied out first.
+    pub fn shutdown_console(&mut self, container: &str, exec: &str) {
+        let slots = self.process_pumps(container, exec);
+        for slot in slots {
+            let is_console = self
+                .pumps
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.console);
+            if !is_console {
+                continue;
+            }
+            self.drain_pump(slot);
+            self.remove_pump(slot);
+        }
+        if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec)) {
+            p.io.console = None;
+        }
+    }
+
+    fn process_pumps(&self, container: &str, exec: &str) -> Vec<u32> {
+        self.containers
+            .get(container)
+            .and_then(|c| c.process(exec))
+            .map(|p| p.io.pumps.clone())
+            .unwrap_or_default()
+    }
+
+    /// Moves whatever an output pump can move right now, without waiting.
+    fn drain_pump(&mut self, slot: u32) {
+        let Some(Some(ps)) = self.pumps.get_mut(slot as usize) else {
+            return;
+        };
+        if ps.role != Role::Output {
+            return;
+        }
+        let scratch = self
+            .scratch
+            .get_or_insert_with(|| vec![0u8; SCRATCH].into_boxed_slice());
+        let _ = ps.pump.run(scratch);
+    }
+
+    /// Drops every pump of a process, first moving output that is already there.
+    pub fn close_process_io(&mut self, container: &str, exec: &str) {
+        for slot in self.process_pumps(container, exec) {
+            self.drain_pump(slot);
+            self.remove_pump(slot);
+        }
+        let logger = self
+            .containers
+            .get_mut(container)
+            .and_then(|c| c.process_mut(exec))
+            .and_then(|p| {
+                p.io.console = None;
+                p.io.stdin_keepalive = None;
+                p.io.logger.take()
+            });
+        if let Some(pid) = logger {
+            self.stop_logger(pid);
+        }
+    }
+
+    /// Starts the pumps of a process whose runc call just succeeded: receives the
+    /// pty master (terminal) or connects the chowned pipes.
+    pub fn attach_io(&mut self, container: &str, exec: &str) -> Result<(), Error> {
+        let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec)) else {
+            return Ok(());
+        };
+        let socket = p.io.console_socket.take();
+        let input = p.io.master_input.take();
+        let output = p.io.master_output.take();
+        let pipes = std::mem::take(&mut p.io.pipe_pumps);
+        if let Some(socket) = socket {
+            let master = socket
+                .receive_master()
+                .map_err(|e| Error::unknown(format!("failed to retrieve console master: {e}")))?;
+            drop(socket);
+            set_nonblock(&master).map_err(|e| Error::unknown(format!("console: {e}")))?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::unknown(format!("console: {e}")));
+            let out_dst = match output {
+                Some(o) => o,
+                None => std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(|e| Error::unknown(format!("open /dev/null: {e}")))?,
+            };
+            let m_out = dup(&master)?;
+            let m_in = dup(&master)?;
+            if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec)) {
+                p.io.console = Some(master);
+            }
+            self.add_pump(container, exec, m_out, out_dst, Role::Output, true)
+                .map_err(|e| Error::unknown(format!("failed to start console copy: {e}")))?;
+            if let Some(input) = input {
+                self.add_pump(container, exec, input, m_in, Role::Input, true)
+                    .map_err(|e| Error::unknown(format!("failed to start console copy: {e}")))?;
+            }
+        }
+        for (src, dst, role) in pipes {
+            self.add_pump(container, exec, src, dst, role, false)
+                .map_err(|e| Error::unknown(format!("failed to start io pipe copy: {e}")))?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- loggers
+
+    /// Spawns runc now, or once the process's binary logger signalled ready.
+    pub fn spawn_when_ready(
+        &mut self,
+        container: &str,
+        exec: &str,
+        invocation: runc_wrapper::Invocation,
+        io: RuncIo,
+        extra: Option<ExtraFd>,
+        deadline: Option<Instant>,
+        after: After,
+    ) {
+        let ready = self
+            .containers
+            .get_mut(container)
+            .and_then(|c| c.process_mut(exec))
+            .and_then(|p| {
+                p.io.logger_ready
+                    .take()
+                    .map(|fd| (fd, p.io.logger_v2, p.io.logger.unwrap_or(0)))
+            });
+        let Some((fd, v2, logger)) = ready else {
+            self.spawn_runc(invocation, io, extra, deadline, after);
+            return;
+        };
+        let slot = match self.ready_waits.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.ready_waits.push(None);
+                self.ready_waits.len() - 1
+            }
+        } as u32;
+        let gen = self.next_gen();
+        if let Err(e) = self.poll().add(
+            &fd,
+            EpollEvent::new(
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+                token(KIND_READY, slot, gen),
+            ),
+        ) {
+            self.fail_after(after, Error::unknown(format!("cannot wait for the logger: {e}")));
+            return;
+        }
+        if let Some(at) = deadline {
+            self.add_timer(at, Timer::ReadyDeadline { slot, gen });
+        }
+        self.ready_waits[slot as usize] = Some(ReadyWait {
+            fd,
+            gen,
+            v2,
+            logger,
+            invocation,
+            io,
+            extra,
+            deadline,
+            after,
+        });
+    }
+
+    pub fn on_ready_event(&mut self, t: u64) {
+        let (_, slot, gen) = untoken(t);
+        let Some(w) = self.take_ready_wait(slot, gen) else {
+            return;
+        };
+        let mut byte = [0u8; 1];
+        let got = loop {
+            match nix::unistd::read(&w.fd, &mut byte) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        match got {
+            Ok(1) => {}
+            Ok(_) if !w.v2 => {}
+            Ok(_) => {
+                self.stop_logger(w.logger);
+                self.fail_after(
+                    w.after,
+                    Error::unknown("logging binary exited without signalling readiness"),
+                );
+                return;
+            }
+            Err(Errno::EAGAIN) => {
+                // Spurious wake-up: keep waiting.
+                self.rearm_ready_wait(slot, w);
+                return;
+            }
+            Err(e) => {
+                self.stop_logger(w.logger);
+                self.fail_after(w.after, Error::unknown(format!("waiting for the logging binary: {e}")));
+                return;
+            }
+        }
+        let _ = self.poll().delete(&w.fd);
+        self.spawn_runc(w.invocation, w.io, w.extra, w.deadline, w.after);
+    }
+
+    fn rearm_ready_wait(&mut self, slot: u32, w: ReadyWait) {
+        self.ready_waits[slot as usize] = Some(w);
+    }
+
+    fn take_ready_wait(&mut self, slot: u32, gen: u32) -> Option<ReadyWait> {
+        let entry = self.ready_waits.get_mut(slot as usize)?;
+        if entry.as_ref().map(|w| w.gen) != Some(gen) {
+            return None;
+        }
+        entry.take()
+    }
+
+    pub fn ready_deadline(&mut self, slot: u32, gen: u32) {
+        let Some(w) = self.take_ready_wait(slot, gen) else {
+            return;
+        };
+        let _ = self.poll().delete(&w.fd);
+        self.stop_logger(w.logger);
+        self.fail_after(
+            w.after,
+            Error::DeadlineExceeded("waiting for the logging binary".into()),
+        );
+    }
+
+    /// SIGTERM now, SIGKILL if it is still running after a grace period.
+    pub fn stop_logger(&mut self, pid: u32) {
+        if pid == 0 || !self.loggers.contains(&pid) {
+            return;
+        }
+        let _ = sys::kill(pid as i32, libc::SIGTERM);
+        self.add_timer(Instant::now() + LOGGER_GRACE, Timer::KillLogger { pid });
+    }
+
+    pub fn kill_logger(&mut self, pid: u32) {
+        if self.loggers.contains(&pid) {
+            log::warn!("logging binary {pid} ignored SIGTERM; killing it");
+            let _ = sys::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+}
+
+/// Lets other modules name a pump's descriptor for logging.
+pub fn raw(fd: &OwnedFd) -> i32 {
+    fd.as_raw_fd()
+}
