@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo build --release -p containerd-shim-runc-v2
-shim="$PWD/target/release/containerd-shim-runc-v2"
+shim="${CARGO_TARGET_DIR:-$PWD/target}/release/containerd-shim-runc-v2"
 
 tmp=$(mktemp -d /tmp/shim-demo.XXXXXX)
 ns="shim-demo-$$"

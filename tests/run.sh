@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -p containerd-shim-runc-v2
-export SHIM_BIN="$PWD/target/release/containerd-shim-runc-v2"
+export SHIM_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/containerd-shim-runc-v2"
 cargo test --workspace -- --test-threads=2
