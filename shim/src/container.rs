@@ -9,7 +9,7 @@ use runc_wrapper::Runc;
 
 use crate::mount::MountSpec;
 use crate::state::{Kind, Status};
-use crate::stdio::{ProcessIo, StdioNames};
+use crate::stdio::{ChildStdio, ProcessIo, StdioNames};
 
 /// A reaped exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,25 @@ pub struct Process {
     pub exit_during_start: Option<Exit>,
     /// The OCI `Process` JSON of an exec, with `terminal` already set.
     pub spec: Vec<u8>,
+    /// An init created from a checkpoint: what `Start` restores.
+    pub restore: Option<Restore>,
+}
+
+/// Restore parameters kept from `Create` until `Start`.
+pub struct Restore {
+    pub image: PathBuf,
+    pub parent: Option<PathBuf>,
+    /// The container's stdio (fifo/pipe modes), held until runc restore gets it.
+    pub child: Option<ChildStdio>,
+}
+
+impl std::fmt::Debug for Restore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restore")
+            .field("image", &self.image)
+            .field("parent", &self.parent)
+            .finish()
+    }
 }
 
 impl Process {
@@ -83,6 +102,7 @@ impl Process {
             starting: false,
             exit_during_start: None,
             spec: Vec::new(),
+            restore: None,
         }
     }
 }

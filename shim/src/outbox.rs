@@ -124,8 +124,7 @@ impl Outbox {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.conn {
             Some(Conn {
-                inflight: Some((_, d)),
-                ..
+                inflight: Some((_, d)), ..
             }) => Some(*d),
             Some(_) => None,
             None if self.queue.is_empty() => None,
@@ -275,8 +274,7 @@ impl Outbox {
                 continue;
             };
             let inflight = self.conn.as_ref().and_then(|c| c.inflight);
-            if header.kind != wire::TYPE_RESPONSE || inflight.map(|(s, _)| s) != Some(header.stream)
-            {
+            if header.kind != wire::TYPE_RESPONSE || inflight.map(|(s, _)| s) != Some(header.stream) {
                 continue;
             }
             if let Some(c) = self.conn.as_mut() {
@@ -300,6 +298,7 @@ impl Outbox {
             self.queue.pop_front();
             self.delivered += 1;
             self.backoff = Duration::from_millis(100);
+            self.retry_at = None;
             return;
         }
         let Some(head) = self.queue.front_mut() else {
@@ -324,8 +323,7 @@ impl Outbox {
     /// Called when the loop's clock passes `deadline()`.
     pub fn on_timer(&mut self, now: Instant) -> Interest {
         if let Some(Conn {
-            inflight: Some((_, d)),
-            ..
+            inflight: Some((_, d)), ..
         }) = &self.conn
         {
             if now >= *d {
@@ -349,4 +347,170 @@ fn flush(stream: &mut UnixStream, out: &mut Vec<u8>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::sync::mpsc;
+    use std::thread;
+
+    /// A stand-in for containerd's ttrpc events service. `answer` decides the
+    /// status for each received topic; `close_after` drops the connection after
+    /// that many requests (once).
+    fn fake_containerd(
+        path: PathBuf,
+        answer: fn(&str) -> i32,
+        close_after: Option<usize>,
+    ) -> (mpsc::Receiver<(String, String, String)>, thread::JoinHandle<()>) {
+        let listener = UnixListener::bind(&path).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            let mut served = 0usize;
+            let mut closed_once = false;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = FrameReader::default();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    reader.feed(&buf[..n]);
+                    while let Some(Frame::Message { header, body }) = reader.next_frame() {
+                        let req = Request::parse_from_bytes(&body).unwrap();
+                        let ns = req
+                            .metadata
+                            .iter()
+                            .find(|kv| kv.key == NAMESPACE_KEY)
+                            .map(|kv| kv.value.clone())
+                            .unwrap_or_default();
+                        let fwd = ForwardRequest::parse_from_bytes(&req.payload).unwrap();
+                        let topic = fwd.envelope.topic.clone();
+                        served += 1;
+                        if close_after == Some(served) && !closed_once {
+                            closed_once = true;
+                            break;
+                        }
+                        let code = answer(&topic);
+                        let mut out = Vec::new();
+                        let result = if code == 0 {
+                            Ok(Vec::new())
+                        } else {
+                            Err((Code::INVALID_ARGUMENT, "refused".to_string()))
+                        };
+                        wire::push_response(&mut out, header.stream, result);
+                        let _ = stream.write_all(&out);
+                        if tx.send((format!("{}.{}", req.service, req.method), ns, topic)).is_err() {
+                            return;
+                        }
+                    }
+                    if closed_once && served == close_after.unwrap_or(0) {
+                        break;
+                    }
+                }
+            }
+        });
+        (rx, handle)
+    }
+
+    fn event(n: u32) -> Any {
+        protos::any::pack_bytes("containerd.events.TaskStart", vec![0x10, n as u8])
+    }
+
+    /// Drives the outbox like the event loop does, until `done` or a deadline.
+    fn drive(outbox: &mut Outbox, mut done: impl FnMut(&Outbox) -> bool) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !done(outbox) {
+            assert!(Instant::now() < until, "outbox made no progress");
+            outbox.pump();
+            outbox.on_ready();
+            if let Some(d) = outbox.deadline() {
+                if Instant::now() >= d {
+                    outbox.on_timer(Instant::now());
+                }
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn temp_socket(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("outbox-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("c.sock.ttrpc")
+    }
+
+    #[test]
+    fn delivers_in_order_with_namespace_metadata() {
+        let path = temp_socket("order");
+        let (rx, _h) = fake_containerd(path.clone(), |_| 0, None);
+        let mut outbox = Outbox::new(&format!("unix://{}", path.display()), "ns1");
+        for i in 0..50 {
+            outbox.push(if i % 2 == 0 { "/tasks/start" } else { "/tasks/exit" }, event(i));
+        }
+        drive(&mut outbox, |o| o.is_empty());
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got.len(), 50);
+        for (i, (method, ns, topic)) in got.iter().enumerate() {
+            assert_eq!(method, "containerd.services.events.ttrpc.v1.Events.Forward");
+            assert_eq!(ns, "ns1");
+            assert_eq!(topic, if i % 2 == 0 { "/tasks/start" } else { "/tasks/exit" });
+        }
+        assert_eq!(outbox.delivered(), 50);
+    }
+
+    #[test]
+    fn waits_for_containerd_and_then_delivers_everything() {
+        let path = temp_socket("late");
+        let mut outbox = Outbox::new(path.to_str().unwrap(), "ns");
+        outbox.push("/tasks/exit", event(1));
+        outbox.push("/tasks/exit", event(2));
+        // Nobody listens yet: several attempts fail, nothing is lost.
+        let until = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < until {
+            outbox.pump();
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!outbox.is_empty());
+        let (rx, _h) = fake_containerd(path, |_| 0, None);
+        drive(&mut outbox, |o| o.is_empty());
+        let topics: Vec<_> = rx.try_iter().map(|t| t.2).collect();
+        assert_eq!(topics, vec!["/tasks/exit", "/tasks/exit"]);
+    }
+
+    #[test]
+    fn a_dropped_connection_resends_the_event_in_flight() {
+        let path = temp_socket("drop");
+        let (rx, _h) = fake_containerd(path.clone(), |_| 0, Some(2));
+        let mut outbox = Outbox::new(path.to_str().unwrap(), "ns");
+        for i in 0..4 {
+            outbox.push("/tasks/exit", event(i));
+        }
+        drive(&mut outbox, |o| o.is_empty());
+        // The second request's connection died before an answer: it is sent again,
+        // and all four arrive in order.
+        let acked = rx.try_iter().count();
+        assert_eq!(acked, 4);
+        assert_eq!(outbox.delivered(), 4);
+    }
+
+    #[test]
+    fn a_refused_event_is_dropped_but_later_ones_arrive() {
+        let path = temp_socket("refuse");
+        let (rx, _h) = fake_containerd(path.clone(), |t| i32::from(t == "/tasks/paused"), None);
+        let mut outbox = Outbox::new(path.to_str().unwrap(), "ns");
+        outbox.push("/tasks/paused", event(1));
+        outbox.push("/tasks/exit", event(2));
+        drive(&mut outbox, |o| o.is_empty());
+        let topics: Vec<_> = rx.try_iter().map(|t| t.2).collect();
+        assert_eq!(
+            topics.iter().filter(|t| *t == "/tasks/paused").count(),
+            MAX_REFUSALS as usize
+        );
+        assert_eq!(topics.last().map(String::as_str), Some("/tasks/exit"));
+        assert_eq!(outbox.delivered(), 1);
+    }
 }

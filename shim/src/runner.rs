@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -65,6 +66,13 @@ pub enum After {
     Update {
         container: String,
         responder: Responder,
+    },
+    Checkpoint {
+        container: String,
+        responder: Responder,
+        work: PathBuf,
+        /// The work dir is ours (not named by the request) and is removed after.
+        remove_work: bool,
     },
 }
 
@@ -250,6 +258,12 @@ impl Daemon {
             After::Resume { container, responder } => self.resume_done(&container, responder, result),
             After::Pids { container, responder } => self.pids_done(&container, responder, result),
             After::Update { container, responder } => self.update_done(&container, responder, result),
+            After::Checkpoint {
+                container,
+                responder,
+                work,
+                remove_work,
+            } => self.checkpoint_done(&container, responder, &work, remove_work, result),
         }
     }
 }

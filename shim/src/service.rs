@@ -14,14 +14,14 @@ use protos::any;
 use protos::events::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
 };
-use protos::runc_options::ProcessDetails;
+use protos::runc_options::{CheckpointOptions, ProcessDetails};
 use protos::task::*;
 use protos::types::ProcessInfo;
 use protos::Empty;
-use runc_wrapper::{CreateOpts, ExecOpts, Runc};
+use runc_wrapper::{CheckpointOpts, CreateOpts, ExecOpts, RestoreOpts, Runc};
 use ttrpc::Code;
 
-use crate::container::{Container, Exit, Process, Queued, Responder, Waiter};
+use crate::container::{Container, Exit, Process, Queued, Responder, Restore, Waiter};
 use crate::daemon::{Daemon, Timer};
 use crate::error::{kill_error, Error};
 use crate::mount::{self, MountSpec};
@@ -149,7 +149,11 @@ impl Daemon {
                     self.begin_shutdown();
                 }
             }
-            "Stats" | "Checkpoint" => {
+            "Checkpoint" => {
+                let req = decode!(CheckpointTaskRequest);
+                self.checkpoint(req, r, deadline);
+            }
+            "Stats" => {
                 self.reply(r, Err((Code::UNIMPLEMENTED, format!("{method} is not implemented"))));
             }
             other => {
@@ -287,9 +291,6 @@ impl Daemon {
             terminal: req.terminal,
         };
         let scheme = names.scheme()?;
-        if !req.checkpoint.is_empty() {
-            return Err(Error::Unimplemented("restore from checkpoint".into()));
-        }
         let mounts: Vec<MountSpec> = req.rootfs.iter().map(MountSpec::from).collect();
         let rootfs = bundle.join("rootfs");
         mount::mount_all(&mounts, &rootfs).map_err(|e| Error::unknown(e.to_string()))?;
@@ -335,6 +336,36 @@ impl Daemon {
             systemd_cgroup: opts.systemd_cgroup,
             ..Runc::new(options::runc_binary(&opts.binary_name))
         };
+        if !req.checkpoint.is_empty() {
+            // Nothing runs yet: `Start` restores the checkpoint.
+            let mut init = Process::new(&req.id, Kind::InitFromCheckpoint, names);
+            init.io = prepared.io;
+            init.restore = Some(Restore {
+                image: PathBuf::from(&req.checkpoint),
+                parent: (!req.parent_checkpoint.is_empty()).then(|| PathBuf::from(&req.parent_checkpoint)),
+                child: prepared.child,
+            });
+            self.containers.insert(
+                req.id.clone(),
+                Container {
+                    id: req.id.clone(),
+                    bundle,
+                    runc,
+                    options: opts,
+                    rootfs: mounts,
+                    init,
+                    execs: Default::default(),
+                    kill_all_on_exit,
+                    running_execs: 0,
+                    init_reaped: false,
+                    init_exit_deferred: None,
+                    created: true,
+                },
+            );
+            self.publish_task_create(&req.id, &req.checkpoint);
+            self.answer(r, Ok(CreateTaskResponse::new()));
+            return Ok(());
+        }
         let invocation = runc.create(
             &req.id,
             &CreateOpts {
@@ -406,6 +437,22 @@ impl Daemon {
         c.init.pid = pid;
         c.created = true;
         self.pids.insert(pid, (id.to_string(), String::new()));
+        self.publish_task_create(id, "");
+        let mut resp = CreateTaskResponse::new();
+        resp.pid = pid;
+        self.answer(r, Ok(resp));
+        log::info!("created container {id}, init pid {pid}");
+        if let Some(exit) = self.claim_exit(pid) {
+            self.process_exited(id, "", exit);
+        }
+        self.release(id, "");
+    }
+
+    fn publish_task_create(&mut self, id: &str, checkpoint: &str) {
+        let Some(c) = self.containers.get(id) else {
+            return;
+        };
+        let pid = c.init.pid;
         let mut ev = TaskCreate::new();
         ev.container_id = id.to_string();
         ev.bundle = c.bundle.display().to_string();
@@ -428,15 +475,8 @@ impl Daemon {
         tio.terminal = c.init.stdio.terminal;
         ev.io = MessageField::some(tio);
         ev.pid = pid;
+        ev.checkpoint = checkpoint.to_string();
         self.publish("/tasks/create", any::TASK_CREATE, &ev);
-        let mut resp = CreateTaskResponse::new();
-        resp.pid = pid;
-        self.answer(r, Ok(resp));
-        log::info!("created container {id}, init pid {pid}");
-        if let Some(exit) = self.claim_exit(pid) {
-            self.process_exited(id, "", exit);
-        }
-        self.release(id, "");
     }
 
     fn create_failed(&mut self, id: &str, r: Responder, e: Error, runc_created: bool) {
@@ -500,10 +540,48 @@ impl Daemon {
         state::check(c.init.kind, c.init.status, Op::Start)?;
         c.init.busy = true;
         c.init.starting = true;
-        let invocation = c.runc.start(id);
-        self.spawn_runc(
+        let Some(restore) = c.init.restore.take() else {
+            let invocation = c.runc.start(id);
+            self.spawn_runc(
+                invocation,
+                RuncIo::Capture,
+                None,
+                deadline,
+                After::StartInit {
+                    container: id.to_string(),
+                    responder: r,
+                },
+            );
+            return Ok(());
+        };
+        let work = if c.options.criu_work_path.is_empty() {
+            c.bundle.join("work")
+        } else {
+            PathBuf::from(&c.options.criu_work_path)
+        };
+        let invocation = c.runc.restore(
+            id,
+            &RestoreOpts {
+                bundle: c.bundle.clone(),
+                image_path: restore.image,
+                work_path: Some(work),
+                parent_path: restore.parent,
+                pid_file: c.bundle.join("init.pid"),
+                console_socket: c.init.io.console_socket.as_ref().map(|s| s.path()),
+                no_pivot: c.options.no_pivot_root,
+                detach: true,
+                no_subreaper: true,
+                ..Default::default()
+            },
+        );
+        let io = restore.child.map_or(RuncIo::Capture, RuncIo::Container);
+        // The restored init's pid is learned from the pid file when runc returns.
+        self.learning += 1;
+        self.spawn_when_ready(
+            id,
+            "",
             invocation,
-            RuncIo::Capture,
+            io,
             None,
             deadline,
             After::StartInit {
@@ -515,6 +593,16 @@ impl Daemon {
     }
 
     pub fn start_init_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
+        let restored = self
+            .containers
+            .get(id)
+            .is_some_and(|c| c.init.kind == Kind::InitFromCheckpoint);
+        let result = if restored {
+            self.learning -= 1;
+            self.restore_done(id, result)
+        } else {
+            result.map_err(Error::from)
+        };
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
@@ -534,12 +622,32 @@ impl Daemon {
                 resp.pid = pid;
                 self.answer(r, Ok(resp));
             }
-            Err(e) => self.answer::<Empty>(r, Err(e.into())),
+            Err(e) => self.answer::<Empty>(r, Err(e)),
         }
         if let Some(exit) = held_exit {
             self.process_exited(id, "", exit);
         }
+        if restored {
+            let pid = self.containers.get(id).map_or(0, |c| c.init.pid);
+            if let Some(exit) = self.claim_exit(pid) {
+                self.process_exited(id, "", exit);
+            }
+        }
         self.release(id, "");
+    }
+
+    /// After `runc restore`: learn the pid and connect stdio.
+    fn restore_done(&mut self, id: &str, result: Result<Vec<u8>, runc_wrapper::Error>) -> Result<Vec<u8>, Error> {
+        let out = result.map_err(|e| Error::unknown(e.to_string()))?;
+        let bundle = self.container(id)?.bundle.clone();
+        let pid = read_pid_file(&bundle.join("init.pid"))?;
+        if let Some(c) = self.containers.get_mut(id) {
+            c.init.pid = pid;
+            c.init.kind = Kind::Init;
+        }
+        self.pids.insert(pid, (id.to_string(), String::new()));
+        self.attach_io(id, "")?;
+        Ok(out)
     }
 
     fn start_exec(&mut self, id: &str, exec_id: &str, r: Responder, deadline: Option<Instant>) -> Result<(), Error> {
@@ -1213,6 +1321,94 @@ impl Daemon {
 
     pub fn update_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
         let res = result.map(|_| Empty::new()).map_err(Error::from);
+        self.answer(r, res);
+        self.release(id, "");
+    }
+
+    // ---------------------------------------------------------------- Checkpoint
+
+    fn checkpoint(&mut self, req: CheckpointTaskRequest, r: Responder, deadline: Option<Instant>) {
+        if self.queue_if_busy(&req.id, "", "Checkpoint", &req, r, deadline) {
+            return;
+        }
+        let res = (|| {
+            let opts: CheckpointOptions = match req.options.as_ref() {
+                Some(a) if !a.type_url.is_empty() => any::unpack(a, any::RUNC_CHECKPOINT_OPTIONS)
+                    .map_err(|e| Error::InvalidArgument(format!("checkpoint options: {e}")))?,
+                _ => CheckpointOptions::default(),
+            };
+            if req.path.is_empty() {
+                return Err(Error::InvalidArgument("checkpoint path is empty".into()));
+            }
+            let c = self
+                .containers
+                .get_mut(&req.id)
+                .ok_or_else(Error::container_not_created)?;
+            state::check(c.init.kind, c.init.status, Op::Checkpoint)?;
+            let (work, remove_work) = if opts.work_path.is_empty() {
+                (c.bundle.join("work").join("criu-work"), true)
+            } else {
+                (PathBuf::from(&opts.work_path), false)
+            };
+            c.init.busy = true;
+            let invocation = c.runc.checkpoint(
+                &req.id,
+                &CheckpointOpts {
+                    image_path: PathBuf::from(&req.path),
+                    work_path: Some(work.clone()),
+                    leave_running: !opts.exit,
+                    tcp_established: opts.open_tcp,
+                    ext_unix_sk: opts.external_unix_sockets,
+                    shell_job: opts.terminal,
+                    file_locks: opts.file_locks,
+                    empty_ns: opts.empty_namespaces.clone(),
+                    ..Default::default()
+                },
+            );
+            Ok((invocation, work, remove_work))
+        })();
+        match res {
+            Ok((invocation, work, remove_work)) => self.spawn_runc(
+                invocation,
+                RuncIo::Capture,
+                None,
+                deadline,
+                After::Checkpoint {
+                    container: req.id,
+                    responder: r,
+                    work,
+                    remove_work,
+                },
+            ),
+            Err(e) => self.answer::<Empty>(r, Err(e)),
+        }
+    }
+
+    pub fn checkpoint_done(
+        &mut self,
+        id: &str,
+        r: Responder,
+        work: &Path,
+        remove_work: bool,
+        result: Result<Vec<u8>, runc_wrapper::Error>,
+    ) {
+        let res = match result {
+            Ok(_) => Ok(Empty::new()),
+            Err(e) => {
+                // Keep criu's log where the user can find it, as the Go shim does.
+                let bundle = self.containers.get(id).map(|c| c.bundle.clone()).unwrap_or_default();
+                let dump_log = bundle.join("criu-dump.log");
+                if let Err(ce) = std::fs::copy(work.join("dump.log"), &dump_log) {
+                    log::warn!("failed to copy criu dump.log: {ce}");
+                }
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or_default();
+                Err(Error::unknown(format!("{first} path= {}", dump_log.display())))
+            }
+        };
+        if remove_work {
+            let _ = std::fs::remove_dir_all(work);
+        }
         self.answer(r, res);
         self.release(id, "");
     }
