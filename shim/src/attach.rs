@@ -2,7 +2,7 @@
 //! waiting for a binary logger to signal ready, and stopping loggers.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -11,7 +11,7 @@ use nix::sys::epoll::{EpollEvent, EpollFlags};
 use crate::daemon::{Daemon, Timer};
 use crate::error::Error;
 use crate::pump::{Progress, Pump};
-use crate::runner::{After, ExtraFd, RuncIo};
+use crate::runner::RuncCall;
 use crate::stdio::set_nonblock;
 use crate::sys;
 
@@ -56,11 +56,7 @@ pub struct ReadyWait {
     pub gen: u32,
     pub v2: bool,
     pub logger: u32,
-    pub invocation: runc_wrapper::Invocation,
-    pub io: RuncIo,
-    pub extra: Option<ExtraFd>,
-    pub deadline: Option<Instant>,
-    pub after: After,
+    pub call: RuncCall,
 }
 
 fn add_or_assume_ready(d: &Daemon, fd: &OwnedFd, flags: EpollFlags, tok: u64) -> io::Result<bool> {
@@ -287,16 +283,7 @@ impl Daemon {
     // ---------------------------------------------------------------- loggers
 
     /// Spawns runc now, or once the process's binary logger signalled ready.
-    pub fn spawn_when_ready(
-        &mut self,
-        container: &str,
-        exec: &str,
-        invocation: runc_wrapper::Invocation,
-        io: RuncIo,
-        extra: Option<ExtraFd>,
-        deadline: Option<Instant>,
-        after: After,
-    ) {
+    pub fn spawn_when_ready(&mut self, container: &str, exec: &str, call: RuncCall) {
         let ready = self
             .containers
             .get_mut(container)
@@ -307,7 +294,7 @@ impl Daemon {
                     .map(|fd| (fd, p.io.logger_v2, p.io.logger.unwrap_or(0)))
             });
         let Some((fd, v2, logger)) = ready else {
-            self.spawn_runc(invocation, io, extra, deadline, after);
+            self.spawn_call(call);
             return;
         };
         let slot = match self.ready_waits.iter().position(Option::is_none) {
@@ -325,10 +312,10 @@ impl Daemon {
                 token(KIND_READY, slot, gen),
             ),
         ) {
-            self.fail_after(after, Error::unknown(format!("cannot wait for the logger: {e}")));
+            self.fail_after(call.after, Error::unknown(format!("cannot wait for the logger: {e}")));
             return;
         }
-        if let Some(at) = deadline {
+        if let Some(at) = call.deadline {
             self.add_timer(at, Timer::ReadyDeadline { slot, gen });
         }
         self.ready_waits[slot as usize] = Some(ReadyWait {
@@ -336,11 +323,7 @@ impl Daemon {
             gen,
             v2,
             logger,
-            invocation,
-            io,
-            extra,
-            deadline,
-            after,
+            call,
         });
     }
 
@@ -362,7 +345,7 @@ impl Daemon {
             Ok(_) => {
                 self.stop_logger(w.logger);
                 self.fail_after(
-                    w.after,
+                    w.call.after,
                     Error::unknown("logging binary exited without signalling readiness"),
                 );
                 return;
@@ -374,12 +357,15 @@ impl Daemon {
             }
             Err(e) => {
                 self.stop_logger(w.logger);
-                self.fail_after(w.after, Error::unknown(format!("waiting for the logging binary: {e}")));
+                self.fail_after(
+                    w.call.after,
+                    Error::unknown(format!("waiting for the logging binary: {e}")),
+                );
                 return;
             }
         }
         let _ = self.poll().delete(&w.fd);
-        self.spawn_runc(w.invocation, w.io, w.extra, w.deadline, w.after);
+        self.spawn_call(w.call);
     }
 
     fn rearm_ready_wait(&mut self, slot: u32, w: ReadyWait) {
@@ -401,7 +387,7 @@ impl Daemon {
         let _ = self.poll().delete(&w.fd);
         self.stop_logger(w.logger);
         self.fail_after(
-            w.after,
+            w.call.after,
             Error::DeadlineExceeded("waiting for the logging binary".into()),
         );
     }
@@ -421,9 +407,4 @@ impl Daemon {
             let _ = sys::kill(pid as i32, libc::SIGKILL);
         }
     }
-}
-
-/// Lets other modules name a pump's descriptor for logging.
-pub fn raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
 }

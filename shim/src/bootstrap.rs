@@ -121,20 +121,18 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, String> {
     let plan = plan(flags, &input)?;
 
     let bundle = std::env::current_dir().map_err(|e| format!("cannot get cwd: {e}"))?;
-    let spec =
-        Spec::load(&bundle).map_err(|e| format!("read {}/config.json: {e}", bundle.display()))?;
+    let spec = Spec::load(&bundle).map_err(|e| format!("read {}/config.json: {e}", bundle.display()))?;
     let group = spec.group_key(&plan.id);
     let sock = socket::socket_path(&plan.socket_dir, &plan.grpc_address, &plan.namespace, group);
     let address = socket::address_of(&sock);
 
-    let listener =
-        match socket::claim(&sock).map_err(|e| format!("create socket {}: {e}", sock.display()))? {
-            Claim::InUse => {
-                write_address(&bundle, &address)?;
-                return Ok(reply(&plan, &address));
-            }
-            Claim::Listening(l) => l,
-        };
+    let listener = match socket::claim(&sock).map_err(|e| format!("create socket {}: {e}", sock.display()))? {
+        Claim::InUse => {
+            write_address(&bundle, &address)?;
+            return Ok(reply(&plan, &address));
+        }
+        Claim::Listening(l) => l,
+    };
     let outcome = (|| {
         write_address(&bundle, &address)?;
         let pid = spawn_daemon(&plan, &bundle, listener.as_raw_fd())?;
@@ -200,12 +198,8 @@ fn spawn_daemon(plan: &Plan, bundle: &Path, listener_fd: i32) -> Result<u32, Str
 /// containerd's, so the OOM killer picks the shim before the daemon.
 fn adjust_daemon(plan: &Plan, pid: u32) -> Result<(), String> {
     if !plan.options.shim_cgroup.is_empty() {
-        crate::cgroups::move_pid(&plan.options.shim_cgroup, pid).map_err(|e| {
-            format!(
-                "failed to join shim cgroup {}: {e}",
-                plan.options.shim_cgroup
-            )
-        })?;
+        crate::cgroups::move_pid(&plan.options.shim_cgroup, pid)
+            .map_err(|e| format!("failed to join shim cgroup {}: {e}", plan.options.shim_cgroup))?;
     }
     let parent = std::os::unix::process::parent_id();
     let score: i32 = fs::read_to_string(format!("/proc/{parent}/oom_score_adj"))
@@ -238,8 +232,10 @@ mod tests {
     use super::*;
 
     fn options_bytes() -> Vec<u8> {
-        let mut o = Options::default();
-        o.binary_name = "/run/ctd-example/runcwrap".into();
+        let o = Options {
+            binary_name: "/run/ctd-example/runcwrap".into(),
+            ..Default::default()
+        };
         protos::any::pack(protos::any::RUNC_OPTIONS, &o)
             .unwrap()
             .write_to_bytes()
@@ -275,18 +271,14 @@ mod tests {
         let bytes = bp.write_to_bytes().unwrap();
         let input = classify(&bytes, "c1").unwrap();
         assert!(matches!(input, StartInput::Bootstrap(_)));
-        let flags =
-            Flags::parse(["-namespace", "ns", "-id", "c1", "-address", "/x", "start"]).unwrap();
+        let flags = Flags::parse(["-namespace", "ns", "-id", "c1", "-address", "/x", "start"]).unwrap();
         let p = plan(&flags, &input).unwrap();
         assert!(p.reply_protobuf);
         assert_eq!(p.socket_dir, Path::new("/run/alt/s"));
         assert_eq!(p.grpc_address, "/run/containerd/containerd.sock");
         assert_eq!(p.options.binary_name, "/run/ctd-example/runcwrap");
         // Same bytes with another id are not taken as our bootstrap params.
-        assert!(!matches!(
-            classify(&bytes, "other").unwrap(),
-            StartInput::Bootstrap(_)
-        ));
+        assert!(!matches!(classify(&bytes, "other").unwrap(), StartInput::Bootstrap(_)));
     }
 
     #[test]

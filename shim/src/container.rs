@@ -109,7 +109,6 @@ impl Process {
 
 #[derive(Debug)]
 pub struct Container {
-    pub id: String,
     pub bundle: PathBuf,
     pub runc: Runc,
     pub options: Options,

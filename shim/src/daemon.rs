@@ -68,7 +68,6 @@ pub enum Timer {
 
 pub struct Daemon {
     pub namespace: String,
-    pub grpc_address: String,
     poll: Epoll,
     listener: Option<UnixListener>,
     socket_path: Option<PathBuf>,
@@ -127,7 +126,6 @@ impl Daemon {
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{grpc_address}.ttrpc"));
         Ok(Daemon {
             namespace: namespace.to_string(),
-            grpc_address: grpc_address.to_string(),
             poll,
             listener: Some(listener),
             socket_path,

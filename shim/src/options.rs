@@ -31,9 +31,7 @@ pub fn decode(options: Option<&Any>) -> Result<Options, Error> {
             "unsupported runtime options type {actual:?}, expected {}",
             any::RUNC_OPTIONS
         )),
-        AnyError::Decode(e) => {
-            Error::InvalidArgument(format!("cannot decode {}: {e}", any::RUNC_OPTIONS))
-        }
+        AnyError::Decode(e) => Error::InvalidArgument(format!("cannot decode {}: {e}", any::RUNC_OPTIONS)),
     })
 }
 
@@ -102,11 +100,7 @@ pub fn runc_binary(binary_name: &str) -> PathBuf {
 
 /// runc's `--root` for a namespace.
 pub fn runc_root(root: &str, namespace: &str) -> PathBuf {
-    let base = if root.is_empty() {
-        DEFAULT_RUNC_ROOT
-    } else {
-        root
-    };
+    let base = if root.is_empty() { DEFAULT_RUNC_ROOT } else { root };
     Path::new(base).join(namespace)
 }
 
@@ -123,8 +117,8 @@ fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
 
 /// Writes `options.json` and `runtime` into the bundle (read back by `delete`).
 pub fn write_bundle_files(bundle: &Path, options: &Options) -> io::Result<()> {
-    let json = serde_json::to_vec(&OptionsJson::from(options))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let json =
+        serde_json::to_vec(&OptionsJson::from(options)).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     write_private(&bundle.join("options.json"), &json)?;
     write_private(&bundle.join("runtime"), options.binary_name.as_bytes())
 }
@@ -156,18 +150,17 @@ mod tests {
     fn absent_and_empty_mean_defaults() {
         assert_eq!(decode(None).unwrap(), Options::default());
         assert_eq!(decode(Some(&Any::default())).unwrap(), Options::default());
-        assert_eq!(
-            decode(Some(&options_any(vec![]))).unwrap(),
-            Options::default()
-        );
+        assert_eq!(decode(Some(&options_any(vec![]))).unwrap(), Options::default());
     }
 
     #[test]
     fn decodes_binary_name_and_root() {
-        let mut o = Options::default();
-        o.binary_name = "/usr/local/bin/crun".into();
-        o.root = "/run/alt".into();
-        o.systemd_cgroup = true;
+        let o = Options {
+            binary_name: "/usr/local/bin/crun".into(),
+            root: "/run/alt".into(),
+            systemd_cgroup: true,
+            ..Default::default()
+        };
         let a = any::pack(any::RUNC_OPTIONS, &o).unwrap();
         let d = decode(Some(&a)).unwrap();
         assert_eq!(d.binary_name, "/usr/local/bin/crun");
@@ -190,9 +183,11 @@ mod tests {
             serde_json::to_string(&OptionsJson::from(&Options::default())).unwrap(),
             "{}"
         );
-        let mut o = Options::default();
-        o.root = "/r".into();
-        o.io_uid = 1000;
+        let o = Options {
+            root: "/r".into(),
+            io_uid: 1000,
+            ..Default::default()
+        };
         assert_eq!(
             serde_json::to_string(&OptionsJson::from(&o)).unwrap(),
             r#"{"io_uid":1000,"root":"/r"}"#
@@ -203,9 +198,11 @@ mod tests {
     fn bundle_files_round_trip() {
         let dir = std::env::temp_dir().join(format!("shim-opts-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let mut o = Options::default();
-        o.binary_name = "/x/runc".into();
-        o.root = "/r".into();
+        let o = Options {
+            binary_name: "/x/runc".into(),
+            root: "/r".into(),
+            ..Default::default()
+        };
         write_bundle_files(&dir, &o).unwrap();
         let back = read_bundle_files(&dir);
         assert_eq!(back.binary_name, "/x/runc");

@@ -99,6 +99,15 @@ pub enum RuncIo {
     Container(ChildStdio),
 }
 
+/// A runc call with everything needed to spawn it later.
+pub struct RuncCall {
+    pub invocation: Invocation,
+    pub io: RuncIo,
+    pub extra: Option<ExtraFd>,
+    pub deadline: Option<Instant>,
+    pub after: After,
+}
+
 /// An extra descriptor for the child, e.g. the exec process spec at fd 3.
 pub struct ExtraFd {
     pub fd: OwnedFd,
@@ -127,6 +136,10 @@ fn read_all(f: &mut File) -> Vec<u8> {
 }
 
 impl Daemon {
+    pub fn spawn_call(&mut self, call: RuncCall) {
+        self.spawn_runc(call.invocation, call.io, call.extra, call.deadline, call.after);
+    }
+
     /// Spawns a runc call. On failure to spawn, `after` runs at once with the error.
     pub fn spawn_runc(
         &mut self,

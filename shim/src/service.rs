@@ -25,7 +25,7 @@ use crate::container::{Container, Exit, Process, Queued, Responder, Restore, Wai
 use crate::daemon::{Daemon, Timer};
 use crate::error::{kill_error, Error};
 use crate::mount::{self, MountSpec};
-use crate::runner::{memfd_with, After, ExtraFd, RuncIo};
+use crate::runner::{memfd_with, After, ExtraFd, RuncCall, RuncIo};
 use crate::spec::Spec;
 use crate::state::{self, Kind, Op, Status};
 use crate::stdio::{self, IoOwner, LoggerEnv, StdioNames};
@@ -154,7 +154,7 @@ impl Daemon {
                 self.checkpoint(req, r, deadline);
             }
             "Stats" => {
-                self.reply(r, Err((Code::UNIMPLEMENTED, format!("{method} is not implemented"))));
+                self.answer::<Empty>(r, Err(Error::Unimplemented(method.to_string())));
             }
             other => {
                 self.reply(
@@ -348,7 +348,6 @@ impl Daemon {
             self.containers.insert(
                 req.id.clone(),
                 Container {
-                    id: req.id.clone(),
                     bundle,
                     runc,
                     options: opts,
@@ -384,7 +383,6 @@ impl Daemon {
         self.containers.insert(
             req.id.clone(),
             Container {
-                id: req.id.clone(),
                 bundle,
                 runc,
                 options: opts,
@@ -403,13 +401,15 @@ impl Daemon {
         self.spawn_when_ready(
             &id,
             "",
-            invocation,
-            io,
-            None,
-            deadline,
-            After::Create {
-                container: req.id,
-                responder: r,
+            RuncCall {
+                invocation,
+                io,
+                extra: None,
+                deadline,
+                after: After::Create {
+                    container: req.id,
+                    responder: r,
+                },
             },
         );
         Ok(())
@@ -580,13 +580,15 @@ impl Daemon {
         self.spawn_when_ready(
             id,
             "",
-            invocation,
-            io,
-            None,
-            deadline,
-            After::StartInit {
-                container: id.to_string(),
-                responder: r,
+            RuncCall {
+                invocation,
+                io,
+                extra: None,
+                deadline,
+                after: After::StartInit {
+                    container: id.to_string(),
+                    responder: r,
+                },
             },
         );
         Ok(())
@@ -698,17 +700,19 @@ impl Daemon {
         self.spawn_when_ready(
             id,
             exec_id,
-            invocation,
-            io,
-            Some(ExtraFd {
-                fd: spec.into(),
-                target: EXEC_SPEC_FD,
-            }),
-            deadline,
-            After::StartExec {
-                container: id.to_string(),
-                exec: exec_id.to_string(),
-                responder: r,
+            RuncCall {
+                invocation,
+                io,
+                extra: Some(ExtraFd {
+                    fd: spec.into(),
+                    target: EXEC_SPEC_FD,
+                }),
+                deadline,
+                after: After::StartExec {
+                    container: id.to_string(),
+                    exec: exec_id.to_string(),
+                    responder: r,
+                },
             },
         );
         Ok(())

@@ -27,8 +27,6 @@ pub struct Spec {
 pub struct Linux {
     #[serde(default)]
     pub namespaces: Vec<Namespace>,
-    #[serde(default, rename = "cgroupsPath")]
-    pub cgroups_path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,7 +74,9 @@ mod tests {
 
     #[test]
     fn grouping_key_order() {
-        let s = Spec::parse(br#"{"annotations":{"io.kubernetes.cri.sandbox-id":"sb","io.containerd.runc.v2.group":"g"}}"#).unwrap();
+        let s =
+            Spec::parse(br#"{"annotations":{"io.kubernetes.cri.sandbox-id":"sb","io.containerd.runc.v2.group":"g"}}"#)
+                .unwrap();
         assert_eq!(s.group_key("id"), "g");
         let s = Spec::parse(br#"{"annotations":{"io.kubernetes.cri.sandbox-id":"sb"}}"#).unwrap();
         assert_eq!(s.group_key("id"), "sb");
@@ -86,12 +86,9 @@ mod tests {
 
     #[test]
     fn pid_namespace_rule() {
-        let private =
-            Spec::parse(br#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#).unwrap();
+        let private = Spec::parse(br#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#).unwrap();
         assert!(private.has_private_pid_namespace());
-        let joined =
-            Spec::parse(br#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#)
-                .unwrap();
+        let joined = Spec::parse(br#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#).unwrap();
         assert!(!joined.has_private_pid_namespace());
         let host = Spec::parse(br#"{"linux":{"namespaces":[{"type":"network"}]}}"#).unwrap();
         assert!(!host.has_private_pid_namespace());
@@ -100,7 +97,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let s = Spec::parse(br#"{"linux":{"namespaces":[{"type":"time"}],"seccomp":{"x":1},"future":[]},"hooks":{}}"#).unwrap();
+        let s = Spec::parse(br#"{"linux":{"namespaces":[{"type":"time"}],"seccomp":{"x":1},"future":[]},"hooks":{}}"#)
+            .unwrap();
         assert_eq!(s.linux.unwrap().namespaces.len(), 1);
     }
 }

@@ -94,20 +94,7 @@ pub fn pass_fd(cmd: &mut Command, fd: RawFd, target: RawFd) {
     }
 }
 
-/// Puts `cmd`'s child into a new session (the daemon must not share containerd's).
-pub fn new_session(cmd: &mut Command) {
-    // SAFETY: setsid is async-signal-safe; it runs in the child between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Reads the window size of a terminal.
+/// Sets the window size of a terminal.
 pub fn set_winsize(fd: RawFd, cols: u16, rows: u16) -> io::Result<()> {
     let ws = libc::winsize {
         ws_row: rows,
