@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 
-use crate::daemon::{Daemon, Timer};
+use std::path::Path;
+
+use protos::any;
+use protos::events::TaskOOM;
+
+use crate::cgroups::{self, enable_v2_controllers, Cgroup, OomEvent, OomWatch, OomWatcher};
+use crate::daemon::{Daemon, OomSlot, Timer};
 use crate::error::Error;
 use crate::pump::{Progress, Pump};
 use crate::runner::RuncCall;
@@ -18,6 +24,7 @@ use crate::sys;
 pub const KIND_PUMP_SRC: u64 = 6;
 pub const KIND_PUMP_DST: u64 = 7;
 pub const KIND_READY: u64 = 8;
+pub const KIND_OOM: u64 = 9;
 
 /// How long a logger may take to exit after SIGTERM before it is killed.
 const LOGGER_GRACE: Duration = Duration::from_secs(12);
@@ -278,6 +285,113 @@ impl Daemon {
                 .map_err(|e| Error::unknown(format!("failed to start io pipe copy: {e}")))?;
         }
         Ok(())
+    }
+
+    // ---------------------------------------------------------------- cgroups
+
+    /// Finds the init's cgroup and starts watching it for OOM kills. Failures are
+    /// only logged: the container runs without Stats/OOM reports.
+    pub fn watch_cgroup(&mut self, container: &str, pid: u32) {
+        let cg = match Cgroup::for_pid(pid) {
+            Ok(cg) => cg,
+            Err(e) => {
+                log::warn!("cannot find the cgroup of {container} (pid {pid}): {e}");
+                return;
+            }
+        };
+        if let Cgroup::V2 { dir } = &cg {
+            if let Err(e) = enable_v2_controllers(Path::new(cgroups::ROOT), dir) {
+                log::warn!("failed to enable cgroup controllers for {container}: {e}");
+            }
+        }
+        let watcher = match OomWatcher::for_cgroup(&cg) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!("cannot watch {container} for OOM kills: {e}");
+                None
+            }
+        };
+        let slot = watcher.and_then(|watcher| {
+            let slot = match self.ooms.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    self.ooms.push(None);
+                    self.ooms.len() - 1
+                }
+            } as u32;
+            let gen = self.next_gen();
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, token(KIND_OOM, slot, gen));
+            if let Err(e) = self.poll().add(watcher.fd(), ev) {
+                log::warn!("cannot watch {container} for OOM kills: {e}");
+                return None;
+            }
+            self.ooms[slot as usize] = Some(OomSlot {
+                watcher,
+                gen,
+                container: container.to_string(),
+            });
+            Some((slot, gen))
+        });
+        if let Some(c) = self.containers.get_mut(container) {
+            c.cgroup = Some(cg);
+            c.oom = slot;
+        }
+    }
+
+    pub fn on_oom_event(&mut self, t: u64) {
+        let (_, slot, gen) = untoken(t);
+        let Some(Some(o)) = self.ooms.get_mut(slot as usize) else {
+            return;
+        };
+        if o.gen != gen {
+            return;
+        }
+        let container = o.container.clone();
+        match o.watcher.on_readable() {
+            Ok(OomEvent::Nothing) => {}
+            Ok(OomEvent::Oom) => self.publish_oom(&container),
+            Ok(OomEvent::Gone) => self.unwatch_oom(&container),
+            Err(e) => {
+                log::warn!("OOM watch of {container} failed: {e}");
+                self.unwatch_oom(&container);
+            }
+        }
+    }
+
+    fn publish_oom(&mut self, container: &str) {
+        log::info!("OOM kill in {container}");
+        let mut ev = TaskOOM::new();
+        ev.container_id = container.to_string();
+        self.publish("/tasks/oom", any::TASK_OOM, &ev);
+    }
+
+    /// A last look for an OOM kill before the init's exit is published, so
+    /// `/tasks/oom` always comes first; then the watch ends.
+    pub fn final_oom_check(&mut self, container: &str) {
+        let Some((slot, gen)) = self.containers.get(container).and_then(|c| c.oom) else {
+            return;
+        };
+        let Some(Some(o)) = self.ooms.get_mut(slot as usize) else {
+            return;
+        };
+        if o.gen == gen && matches!(o.watcher.final_check(), Ok(OomEvent::Oom)) {
+            self.publish_oom(container);
+        }
+        self.unwatch_oom(container);
+    }
+
+    pub fn unwatch_oom(&mut self, container: &str) {
+        let Some((slot, gen)) = self.containers.get_mut(container).and_then(|c| c.oom.take()) else {
+            return;
+        };
+        let Some(entry) = self.ooms.get_mut(slot as usize) else {
+            return;
+        };
+        if entry.as_ref().is_some_and(|o| o.gen == gen) {
+            if let Some(o) = entry.take() {
+                let _ = self.poll().delete(o.watcher.fd());
+            }
+        }
     }
 
     // ---------------------------------------------------------------- loggers

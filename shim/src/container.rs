@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 use protos::runc_options::Options;
 use runc_wrapper::Runc;
 
+use crate::cgroups::Cgroup;
 use crate::mount::MountSpec;
 use crate::state::{Kind, Status};
 use crate::stdio::{ChildStdio, ProcessIo, StdioNames};
@@ -125,6 +126,10 @@ pub struct Container {
     pub init_exit_deferred: Option<Exit>,
     /// Create has completed (until then the container is being set up).
     pub created: bool,
+    /// The init's cgroup (Stats, OOM), found once its pid is known.
+    pub cgroup: Option<Cgroup>,
+    /// The OOM watcher's slot in the daemon's table.
+    pub oom: Option<(u32, u32)>,
 }
 
 impl Container {

@@ -18,7 +18,8 @@ use nix::sys::socket::{getsockopt, sockopt};
 use protobuf::Message;
 use ttrpc::{Code, Request};
 
-use crate::attach::{PumpSlot, ReadyWait, KIND_PUMP_DST, KIND_PUMP_SRC, KIND_READY};
+use crate::attach::{PumpSlot, ReadyWait, KIND_OOM, KIND_PUMP_DST, KIND_PUMP_SRC, KIND_READY};
+use crate::cgroups::OomWatcher;
 use crate::container::{Container, Exit, Responder};
 use crate::error::Error;
 use crate::outbox::{Interest, Outbox};
@@ -97,6 +98,14 @@ pub struct Daemon {
     pub ready_waits: Vec<Option<ReadyWait>>,
     /// Pids of running binary loggers (our children; reaped like everything else).
     pub loggers: HashSet<u32>,
+    /// OOM watchers, one per container with a memory cgroup.
+    pub ooms: Vec<Option<OomSlot>>,
+}
+
+pub struct OomSlot {
+    pub watcher: OomWatcher,
+    pub gen: u32,
+    pub container: String,
 }
 
 fn signal_pipe(signals: &[i32]) -> io::Result<UnixStream> {
@@ -148,6 +157,7 @@ impl Daemon {
             scratch: None,
             ready_waits: Vec::new(),
             loggers: HashSet::new(),
+            ooms: Vec::new(),
         })
     }
 
@@ -194,6 +204,7 @@ impl Daemon {
                     t if t >> 56 == KIND_CONN => self.on_conn(t, flags),
                     t if t >> 56 == KIND_PUMP_SRC || t >> 56 == KIND_PUMP_DST => self.on_pump_event(t),
                     t if t >> 56 == KIND_READY => self.on_ready_event(t),
+                    t if t >> 56 == KIND_OOM => self.on_oom_event(t),
                     _ => {}
                 }
             }

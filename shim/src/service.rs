@@ -56,10 +56,7 @@ impl Daemon {
     /// Routes one request. Every path answers `r` exactly once, now or later.
     pub fn dispatch(&mut self, service: &str, method: &str, payload: &[u8], r: Responder, deadline: Option<Instant>) {
         if service != TASK_V2 && service != TASK_V3 {
-            self.reply(
-                r,
-                Err((Code::UNIMPLEMENTED, format!("service {service} is not implemented"))),
-            );
+            self.answer::<Empty>(r, Err(Error::Unimplemented(format!("service {service}"))));
             return;
         }
         macro_rules! decode {
@@ -154,13 +151,12 @@ impl Daemon {
                 self.checkpoint(req, r, deadline);
             }
             "Stats" => {
-                self.answer::<Empty>(r, Err(Error::Unimplemented(method.to_string())));
+                let req = decode!(StatsRequest);
+                let res = self.stats(&req);
+                self.answer(r, res);
             }
             other => {
-                self.reply(
-                    r,
-                    Err((Code::UNIMPLEMENTED, format!("/{service}/{other} is not implemented"))),
-                );
+                self.answer::<Empty>(r, Err(Error::Unimplemented(format!("/{service}/{other}"))));
             }
         }
     }
@@ -359,6 +355,8 @@ impl Daemon {
                     init_reaped: false,
                     init_exit_deferred: None,
                     created: true,
+                    cgroup: None,
+                    oom: None,
                 },
             );
             self.publish_task_create(&req.id, &req.checkpoint);
@@ -394,6 +392,8 @@ impl Daemon {
                 init_reaped: false,
                 init_exit_deferred: None,
                 created: false,
+                cgroup: None,
+                oom: None,
             },
         );
         self.learning += 1;
@@ -437,6 +437,7 @@ impl Daemon {
         c.init.pid = pid;
         c.created = true;
         self.pids.insert(pid, (id.to_string(), String::new()));
+        self.watch_cgroup(id, pid);
         self.publish_task_create(id, "");
         let mut resp = CreateTaskResponse::new();
         resp.pid = pid;
@@ -481,6 +482,7 @@ impl Daemon {
 
     fn create_failed(&mut self, id: &str, r: Responder, e: Error, runc_created: bool) {
         self.close_process_io(id, "");
+        self.unwatch_oom(id);
         let Some(c) = self.containers.remove(id) else {
             return;
         };
@@ -648,6 +650,7 @@ impl Daemon {
             c.init.kind = Kind::Init;
         }
         self.pids.insert(pid, (id.to_string(), String::new()));
+        self.watch_cgroup(id, pid);
         self.attach_io(id, "")?;
         Ok(out)
     }
@@ -921,6 +924,7 @@ impl Daemon {
             self.close_process_io(id, &eid);
         }
         self.close_process_io(id, "");
+        self.unwatch_oom(id);
         let Some(mut c) = self.containers.remove(id) else {
             return;
         };
@@ -1088,6 +1092,7 @@ impl Daemon {
     }
 
     fn finish_init_exit(&mut self, id: &str, exit: Exit) {
+        self.final_oom_check(id);
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
@@ -1327,6 +1332,26 @@ impl Daemon {
         let res = result.map(|_| Empty::new()).map_err(Error::from);
         self.answer(r, res);
         self.release(id, "");
+    }
+
+    // ---------------------------------------------------------------- Stats
+
+    fn stats(&self, req: &StatsRequest) -> Result<StatsResponse, Error> {
+        let c = self.container(&req.id)?;
+        let cg = c
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| Error::NotFound("cgroup does not exist".into()))?;
+        let stats = cg.stats().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound("cgroup does not exist".into())
+            } else {
+                Error::unknown(format!("failed to read cgroup stats: {e}"))
+            }
+        })?;
+        let mut resp = StatsResponse::new();
+        resp.stats = MessageField::some(stats);
+        Ok(resp)
     }
 
     // ---------------------------------------------------------------- Checkpoint

@@ -54,7 +54,6 @@ pub enum Cgroup {
 /// their directories does.
 pub(super) const STAT_SUBSYSTEMS: [&str; 7] = ["pids", "cpu", "cpuacct", "memory", "blkio", "hugetlb", "rdma"];
 
-#[allow(dead_code)] // API wired into the daemon later
 impl Cgroup {
     /// The cgroup of `pid`, on this host's cgroup mode.
     pub fn for_pid(pid: u32) -> io::Result<Cgroup> {
@@ -64,6 +63,7 @@ impl Cgroup {
     }
 
     /// Parses the contents of `/proc/<pid>/cgroup` and `/proc/self/mountinfo`.
+    #[cfg(test)]
     pub fn from_proc(cgroup_file: &str, mountinfo: &str, mode: Mode) -> io::Result<Cgroup> {
         let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).collect();
         locate(cgroup_file, &mounts, mode)

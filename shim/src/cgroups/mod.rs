@@ -20,12 +20,8 @@ mod oom;
 mod v1;
 mod v2;
 
-// The API the daemon wires up (not all of it used yet).
-#[allow(unused_imports)]
-pub use locate::{Cgroup, Mode, Subsystem};
-#[allow(unused_imports)]
-pub use oom::{OomEvent, OomV1, OomV2, OomWatch, OomWatcher};
-#[allow(unused_imports)]
+pub use locate::Cgroup;
+pub use oom::{OomEvent, OomWatch, OomWatcher};
 pub use v2::enable_v2_controllers;
 
 /// Where the host mounts its cgroup hierarchies (the v2 root on a unified host).
@@ -36,7 +32,6 @@ pub fn is_unified() -> bool {
     Path::new(ROOT).join("cgroup.controllers").exists()
 }
 
-#[allow(dead_code)] // API wired into the daemon later
 impl Cgroup {
     /// The cgroup's statistics as an `Any` with the bare type URL
     /// `io.containerd.cgroups.v1.Metrics` or `io.containerd.cgroups.v2.Metrics`.

@@ -36,7 +36,6 @@ pub enum OomEvent {
 }
 
 /// The interface the event loop uses, with a v1 and a v2 implementation.
-#[allow(dead_code)] // API wired into the daemon later
 pub trait OomWatch {
     /// The descriptor to register for `EPOLLIN`.
     fn fd(&self) -> BorrowedFd<'_>;
@@ -190,7 +189,6 @@ pub enum OomWatcher {
     V2(OomV2),
 }
 
-#[allow(dead_code)] // API wired into the daemon later
 impl OomWatcher {
     /// The watcher for `cgroup`: v1 needs a memory hierarchy. On v2, call
     /// [`super::enable_v2_controllers`] first (as the Go shim does) so that

@@ -292,7 +292,6 @@ fn psi(path: &Path) -> MessageField<PSIStats> {
 /// before watching a v2 cgroup. Every level is tried; as in Go, the result is
 /// that of the deepest write (a failure higher up is harmless once the
 /// controllers are on).
-#[allow(dead_code)] // API wired into the daemon later
 pub fn enable_v2_controllers(root: &Path, cgroup_dir: &Path) -> io::Result<()> {
     if !cgroup_dir.starts_with(root) {
         return Err(io::Error::new(

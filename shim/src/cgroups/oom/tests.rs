@@ -83,7 +83,7 @@ fn v2_needs_both_files() {
 #[test]
 fn v1_without_memory_hierarchy_is_an_error() {
     let cg = Cgroup::V1 {
-        subsystems: vec![crate::cgroups::Subsystem {
+        subsystems: vec![crate::cgroups::locate::Subsystem {
             name: "cpu".into(),
             dir: "/sys/fs/cgroup/cpu".into(),
         }],
