@@ -28,8 +28,6 @@ pub const KIND_OOM: u64 = 9;
 
 /// How long a logger may take to exit after SIGTERM before it is killed.
 const LOGGER_GRACE: Duration = Duration::from_secs(12);
-/// Size of the scratch buffer shared by pumps that cannot splice.
-const SCRATCH: usize = 32 * 1024;
 
 pub fn token(kind: u64, slot: u32, gen: u32) -> u64 {
     (kind << 56) | (u64::from(gen & 0xff_ffff) << 32) | u64::from(slot)
@@ -133,9 +131,7 @@ impl Daemon {
         if ps.gen != gen {
             return;
         }
-        let scratch = self
-            .scratch
-            .get_or_insert_with(|| vec![0u8; SCRATCH].into_boxed_slice());
+        let scratch = &mut self.scratch;
         let outcome = ps.pump.run(scratch);
         match outcome {
             Ok(Progress::Blocked) => {}
@@ -160,7 +156,7 @@ impl Daemon {
         }
         if self.pumps.iter().all(Option::is_none) {
             self.pumps.clear();
-            self.scratch = None;
+            self.scratch = Vec::new();
         }
         Some(ps)
     }
@@ -217,9 +213,7 @@ impl Daemon {
         if ps.role != Role::Output {
             return;
         }
-        let scratch = self
-            .scratch
-            .get_or_insert_with(|| vec![0u8; SCRATCH].into_boxed_slice());
+        let scratch = &mut self.scratch;
         let _ = ps.pump.run(scratch);
     }
 

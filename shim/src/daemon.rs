@@ -93,7 +93,7 @@ pub struct Daemon {
     served: u64,
     /// Stdio pumps (pty and chowned pipes) and their shared scratch buffer.
     pub pumps: Vec<Option<PumpSlot>>,
-    pub scratch: Option<Box<[u8]>>,
+    pub scratch: Vec<u8>,
     /// runc calls waiting for a binary logger's ready signal.
     pub ready_waits: Vec<Option<ReadyWait>>,
     /// Pids of running binary loggers (our children; reaped like everything else).
@@ -154,7 +154,7 @@ impl Daemon {
             drain_until: None,
             served: 0,
             pumps: Vec::new(),
-            scratch: None,
+            scratch: Vec::new(),
             ready_waits: Vec::new(),
             loggers: HashSet::new(),
             ooms: Vec::new(),

@@ -35,6 +35,9 @@ pub struct Pump {
     pub moved: u64,
 }
 
+/// Size of the read/write buffer used when splice is not possible.
+pub const SCRATCH: usize = 32 * 1024;
+
 /// How much one splice call asks for.
 const SPLICE_CHUNK: usize = 1 << 16;
 
@@ -55,8 +58,9 @@ impl Pump {
     }
 
     /// Moves bytes until both sides would block, the source ends, or the
-    /// destination goes away. `scratch` is shared by all pumps.
-    pub fn run(&mut self, scratch: &mut [u8]) -> io::Result<Progress> {
+    /// destination goes away. `scratch` is shared by all pumps and only grown
+    /// (to `SCRATCH` bytes) when a pump cannot splice.
+    pub fn run(&mut self, scratch: &mut Vec<u8>) -> io::Result<Progress> {
         loop {
             if !self.pending.is_empty() {
                 match nix::unistd::write(&self.dst, &self.pending) {
@@ -101,6 +105,9 @@ impl Pump {
                     Err(e) => return Err(e.into()),
                 }
             }
+            if scratch.len() < SCRATCH {
+                scratch.resize(SCRATCH, 0);
+            }
             match nix::unistd::read(&self.src, scratch) {
                 Ok(0) => return Ok(Progress::Done),
                 Ok(n) => match nix::unistd::write(&self.dst, &scratch[..n]) {
@@ -138,7 +145,7 @@ mod tests {
         let (src_r, src_w) = nb_pipe();
         let (dst_r, dst_w) = nb_pipe();
         let mut pump = Pump::new(src_r, dst_w);
-        let mut scratch = vec![0u8; 4096];
+        let mut scratch = Vec::new();
         nix::unistd::write(&src_w, b"hello ").unwrap();
         nix::unistd::write(&src_w, b"world").unwrap();
         assert_eq!(pump.run(&mut scratch).unwrap(), Progress::Blocked);
@@ -155,7 +162,7 @@ mod tests {
         let (src_r, src_w) = nb_pipe();
         let (dst_r, dst_w) = nb_pipe();
         let mut pump = Pump::new(src_r, dst_w);
-        let mut scratch = vec![0u8; 4096];
+        let mut scratch = Vec::new();
         let chunk = vec![7u8; 32 * 1024];
         let mut written = 0usize;
         let mut read = 0usize;
@@ -183,7 +190,7 @@ mod tests {
         drop(dst_r);
         let mut pump = Pump::new(src_r, dst_w);
         nix::unistd::write(&src_w, b"x").unwrap();
-        let mut scratch = vec![0u8; 16];
+        let mut scratch = Vec::new();
         assert_eq!(pump.run(&mut scratch).unwrap(), Progress::DestinationGone);
     }
 }
