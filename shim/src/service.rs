@@ -963,9 +963,10 @@ impl Daemon {
     }
 
     fn delete_exec(&mut self, id: &str, exec_id: &str) -> Result<DeleteResponse, Error> {
-        let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
-        let p = c.execs.get(exec_id).ok_or_else(|| Error::process_not_found(exec_id))?;
+        let p = self.process_of(id, exec_id)?;
         state::check(Kind::Exec, p.status, Op::Delete)?;
+        self.close_process_io(id, exec_id);
+        let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
         let mut p = c.execs.remove(exec_id).expect("checked above");
         let _ = std::fs::remove_file(c.bundle.join(format!("{exec_id}.pid")));
         if p.pid != 0 {
@@ -1309,7 +1310,7 @@ impl Daemon {
             serde_json::from_slice::<serde_json::Value>(&resources.value)
                 .ok()
                 .filter(serde_json::Value::is_object)
-                .ok_or_else(|| Error::InvalidArgument("resources are not a JSON LinuxResources object".into()))?;
+                .ok_or_else(|| Error::unknown("resources are not a JSON LinuxResources object"))?;
             c.init.busy = true;
             Ok((c.runc.update(&req.id), resources.value.clone()))
         })();

@@ -52,8 +52,9 @@ impl Cgroup {
     }
 }
 
-/// Puts `pid` into the cgroup at `path` (relative to each hierarchy's root),
-/// creating it where missing.
+/// Puts `pid` into the existing cgroup at `path` (relative to each hierarchy's
+/// root), as the Go shim does for `ShimCgroup`: on v1, every hierarchy where that
+/// cgroup exists is joined, and it is an error only if it exists in none.
 pub fn move_pid(path: &str, pid: u32) -> io::Result<()> {
     let rel = path.trim_start_matches('/');
     let dirs: Vec<PathBuf> = if is_unified() {
@@ -66,11 +67,14 @@ pub fn move_pid(path: &str, pid: u32) -> io::Result<()> {
             .map(|m| m.point.join(rel))
             .collect()
     };
-    if dirs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "no cgroup hierarchy mounted"));
+    let existing: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
+    if existing.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("cgroup {path} does not exist"),
+        ));
     }
-    for dir in dirs {
-        std::fs::create_dir_all(&dir)?;
+    for dir in existing {
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     }
