@@ -30,6 +30,9 @@ mod sys;
 mod timefmt;
 mod wire;
 
+#[cfg(test)]
+mod untrusted_input_tests;
+
 use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
