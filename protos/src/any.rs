@@ -47,11 +47,9 @@ pub const CGROUPS_V2_METRICS: &str = "io.containerd.cgroups.v2.Metrics";
 /// JSON OCI `Process` (Exec spec).
 pub const OCI_PROCESS: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 /// JSON OCI `LinuxResources` (Update resources).
-pub const OCI_LINUX_RESOURCES: &str =
-    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+pub const OCI_LINUX_RESOURCES: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 /// JSON output of `runc features` (`RuntimeInfo.features`).
-pub const OCI_FEATURES: &str =
-    "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+pub const OCI_FEATURES: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
 /// Why an `Any` could not be unpacked.
 #[derive(Debug)]
@@ -103,10 +101,7 @@ pub fn pack_bytes(type_url: &str, value: Vec<u8>) -> Any {
 /// Whether the type URL `actual` names `expected`: the whole string is equal,
 /// or the part after its last `/` is (so `type.googleapis.com/X` matches `X`).
 pub fn type_matches(actual: &str, expected: &str) -> bool {
-    actual == expected
-        || actual
-            .rsplit_once('/')
-            .is_some_and(|(_, name)| name == expected)
+    actual == expected || actual.rsplit_once('/').is_some_and(|(_, name)| name == expected)
 }
 
 /// Decodes the message in `any` after checking its type against `expected`
@@ -178,15 +173,9 @@ mod tests {
             "type.googleapis.com/containerd.runc.v1.Options",
             RUNC_OPTIONS
         ));
-        assert!(type_matches(
-            "example.com/a/containerd.runc.v1.Options",
-            RUNC_OPTIONS
-        ));
+        assert!(type_matches("example.com/a/containerd.runc.v1.Options", RUNC_OPTIONS));
         assert!(type_matches(OCI_PROCESS, OCI_PROCESS));
-        assert!(!type_matches(
-            "containerd.runc.v1.CheckpointOptions",
-            RUNC_OPTIONS
-        ));
+        assert!(!type_matches("containerd.runc.v1.CheckpointOptions", RUNC_OPTIONS));
         assert!(!type_matches("containerd.runc.v1.Options2", RUNC_OPTIONS));
         assert!(!type_matches("xcontainerd.runc.v1.Options", RUNC_OPTIONS));
         assert!(!type_matches("containerd.runc.v1.Options/", RUNC_OPTIONS));

@@ -38,21 +38,13 @@ fn connect(req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
 }
 
 impl task_ttrpc::Task for ConnectOnly {
-    fn connect(
-        &self,
-        _ctx: &ttrpc::TtrpcContext,
-        req: ConnectRequest,
-    ) -> ttrpc::Result<ConnectResponse> {
+    fn connect(&self, _ctx: &ttrpc::TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
         connect(req)
     }
 }
 
 impl task_v3_ttrpc::Task for ConnectOnly {
-    fn connect(
-        &self,
-        _ctx: &ttrpc::TtrpcContext,
-        req: ConnectRequest,
-    ) -> ttrpc::Result<ConnectResponse> {
+    fn connect(&self, _ctx: &ttrpc::TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
         connect(req)
     }
 }
@@ -68,21 +60,12 @@ fn registered_method_paths() {
     assert_eq!(v2.len(), METHODS.len());
     assert_eq!(v3.len(), METHODS.len());
     for m in METHODS {
-        assert!(
-            v2.contains_key(&format!("/containerd.task.v2.Task/{m}")),
-            "{m}"
-        );
-        assert!(
-            v3.contains_key(&format!("/containerd.task.v3.Task/{m}")),
-            "{m}"
-        );
+        assert!(v2.contains_key(&format!("/containerd.task.v2.Task/{m}")), "{m}");
+        assert!(v3.contains_key(&format!("/containerd.task.v3.Task/{m}")), "{m}");
     }
     let events = ttrpc_events_ttrpc::create_events(Arc::new(NoEvents));
     let keys: Vec<_> = events.keys().collect();
-    assert_eq!(
-        keys,
-        ["/containerd.services.events.ttrpc.v1.Events/Forward"]
-    );
+    assert_eq!(keys, ["/containerd.services.events.ttrpc.v1.Events/Forward"]);
 }
 
 #[test]
@@ -108,9 +91,7 @@ fn unimplemented_methods_answer_unimplemented() {
     let resp = v3.connect(context::with_timeout(0), &req).unwrap();
     assert_eq!(resp.shim_pid, 7);
 
-    let err = v2
-        .state(context::with_timeout(0), &StateRequest::new())
-        .unwrap_err();
+    let err = v2.state(context::with_timeout(0), &StateRequest::new()).unwrap_err();
     assert_unimplemented(err);
     let err = v3
         .create(context::with_timeout(0), &CreateTaskRequest::new())

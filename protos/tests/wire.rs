@@ -9,17 +9,14 @@ use protos::introspection::{RuntimeInfo, RuntimeVersion};
 use protos::protobuf::{EnumOrUnknown, Message, MessageField, MessageFull};
 use protos::runc_options::{CheckpointOptions, Options, ProcessDetails};
 use protos::task::{
-    ConnectResponse, CreateTaskRequest, DeleteResponse, StateResponse, UpdateTaskRequest,
-    WaitResponse,
+    ConnectResponse, CreateTaskRequest, DeleteResponse, StateResponse, UpdateTaskRequest, WaitResponse,
 };
 use protos::ttrpc_events::{Envelope, ForwardRequest};
 use protos::types::{Mount, ProcessInfo, Status};
 use protos::{any, time, Any, Timestamp};
 
 /// Go's zero time as an embedded Timestamp: seconds (field 1) as a 10-byte varint.
-const GO_ZERO_TS: [u8; 11] = [
-    0x08, 0x80, 0x92, 0xb8, 0xc3, 0x98, 0xfe, 0xff, 0xff, 0xff, 0x01,
-];
+const GO_ZERO_TS: [u8; 11] = [0x08, 0x80, 0x92, 0xb8, 0xc3, 0x98, 0xfe, 0xff, 0xff, 0xff, 0x01];
 
 fn ts(seconds: i64, nanos: i32) -> Timestamp {
     let mut t = Timestamp::new();
@@ -69,10 +66,7 @@ fn task_delete_and_exec_started() {
     started.container_id = "c".into();
     started.exec_id = "e".into();
     started.pid = 9;
-    assert_eq!(
-        encode(&started),
-        [0x0a, 0x01, b'c', 0x12, 0x01, b'e', 0x18, 0x09]
-    );
+    assert_eq!(encode(&started), [0x0a, 0x01, b'c', 0x12, 0x01, b'e', 0x18, 0x09]);
 }
 
 #[test]
@@ -98,9 +92,7 @@ fn task_create_with_mount_and_io() {
     create.checkpoint = "k".into();
     create.pid = 7;
     let mut want = vec![0x0a, 0x01, b'c', 0x12, 0x01, b'b', 0x1a, 0x0c];
-    want.extend_from_slice(&[
-        0x0a, 0x01, b't', 0x12, 0x01, b's', 0x1a, 0x01, b'd', 0x22, 0x01, b'o',
-    ]);
+    want.extend_from_slice(&[0x0a, 0x01, b't', 0x12, 0x01, b's', 0x1a, 0x01, b'd', 0x22, 0x01, b'o']);
     want.extend_from_slice(&[0x22, 0x05, 0x12, 0x01, b'o', 0x20, 0x01]);
     want.extend_from_slice(&[0x2a, 0x01, b'k', 0x30, 0x07]);
     assert_eq!(encode(&create), want);
@@ -132,9 +124,7 @@ fn state_response() {
     state.terminal = true;
     state.exited_at = MessageField::some(time::go_zero());
     state.exec_id = "e".into();
-    let mut want = vec![
-        0x0a, 0x01, b'c', 0x18, 0x03, 0x20, 0x04, 0x40, 0x01, 0x52, 0x0b,
-    ];
+    let mut want = vec![0x0a, 0x01, b'c', 0x18, 0x03, 0x20, 0x04, 0x40, 0x01, 0x52, 0x0b];
     want.extend_from_slice(&GO_ZERO_TS);
     want.extend_from_slice(&[0x5a, 0x01, b'e']);
     assert_eq!(encode(&state), want);
@@ -174,10 +164,7 @@ fn create_and_update_requests() {
 
     let mut upd = UpdateTaskRequest::new();
     upd.annotations.insert("k".into(), "v".into());
-    assert_eq!(
-        encode(&upd),
-        [0x1a, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']
-    );
+    assert_eq!(encode(&upd), [0x1a, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']);
 }
 
 #[test]
@@ -223,10 +210,7 @@ fn runc_options() {
     o.binary_name = "r".into();
     o.root = "/x".into();
     o.systemd_cgroup = true;
-    assert_eq!(
-        encode(&o),
-        [0x32, 0x01, b'r', 0x3a, 0x02, b'/', b'x', 0x48, 0x01]
-    );
+    assert_eq!(encode(&o), [0x32, 0x01, b'r', 0x3a, 0x02, b'/', b'x', 0x48, 0x01]);
 
     let mut o = Options::new();
     o.no_pivot_root = true;
@@ -237,10 +221,7 @@ fn runc_options() {
     o.task_api_version = 3;
     assert_eq!(
         encode(&o),
-        [
-            0x08, 0x01, 0x1a, 0x01, b'g', 0x28, 0x05, 0x5a, 0x01, b'w', 0x62, 0x01, b'a', 0x68,
-            0x03
-        ]
+        [0x08, 0x01, 0x1a, 0x01, b'g', 0x28, 0x05, 0x5a, 0x01, b'w', 0x62, 0x01, b'a', 0x68, 0x03]
     );
 
     let mut c = CheckpointOptions::new();
@@ -274,9 +255,7 @@ fn bootstrap_result() {
 fn bootstrap_params_decode() {
     let mut bytes = vec![0x0a, 0x02, b'c', b'1', 0x12, 0x02, b'n', b's'];
     // log_level = DEBUG (-4): negative int32 enums take 10 bytes.
-    bytes.extend_from_slice(&[
-        0x18, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-    ]);
+    bytes.extend_from_slice(&[0x18, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
     bytes.extend_from_slice(&[0x22, 0x03, b'2', b'.', b'3']);
     bytes.extend_from_slice(&[0x2a, 0x01, b't', 0x32, 0x01, b'g', 0x3a, 0x01, b'b']);
     let mut ext = vec![0x0a, 0x1a];
@@ -328,9 +307,7 @@ fn runtime_info() {
     info.options = MessageField::some(Any::new());
     info.features = MessageField::some(any::pack_bytes(any::OCI_FEATURES, b"{}".to_vec()));
     info.annotations.insert("k".into(), "v".into());
-    let mut want = vec![
-        0x0a, 0x01, b'n', 0x12, 0x06, 0x0a, 0x01, b'1', 0x12, 0x01, b'r',
-    ];
+    let mut want = vec![0x0a, 0x01, b'n', 0x12, 0x06, 0x0a, 0x01, b'1', 0x12, 0x01, b'r'];
     want.extend_from_slice(&[0x1a, 0x00]);
     let feat = any::OCI_FEATURES.as_bytes();
     want.extend_from_slice(&[0x22, feat.len() as u8 + 6, 0x0a, feat.len() as u8]);
@@ -358,10 +335,8 @@ fn cgroup_metrics() {
     assert_eq!(
         encode(&m),
         [
-            0x1a, 0x06, 0x0a, 0x04, 0x22, 0x02, 0x01,
-            0x02, // cpu = 3 { usage = 1 { per_cpu = 4 packed } }
-            0x22, 0x06, 0x80, 0x02, 0x01, 0xa2, 0x02,
-            0x00, // memory = 4 { 32 = 1, kernel_tcp = 36 {} }
+            0x1a, 0x06, 0x0a, 0x04, 0x22, 0x02, 0x01, 0x02, // cpu = 3 { usage = 1 { per_cpu = 4 packed } }
+            0x22, 0x06, 0x80, 0x02, 0x01, 0xa2, 0x02, 0x00, // memory = 4 { 32 = 1, kernel_tcp = 36 {} }
             0x4a, 0x02, 0x18, 0x01, // memory_oom_control = 9 { oom_kill = 3 }
         ][..]
     );
@@ -381,11 +356,9 @@ fn cgroup_metrics() {
     assert_eq!(
         encode(&m),
         [
-            0x22, 0x06, 0x80, 0x02, 0x01, 0xa8, 0x02,
-            0x02, // memory = 4 { usage = 32, swap_max_usage = 37 }
+            0x22, 0x06, 0x80, 0x02, 0x01, 0xa8, 0x02, 0x02, // memory = 4 { usage = 32, swap_max_usage = 37 }
             0x42, 0x02, 0x28, 0x01, // memory_events = 8 { oom_kill = 5 }
-            0x4a, 0x05, 0x0a, 0x01, b'e', 0x48,
-            0x01, // network = 9 { name = 1, tx_dropped = 9 }
+            0x4a, 0x05, 0x0a, 0x01, b'e', 0x48, 0x01, // network = 9 { name = 1, tx_dropped = 9 }
         ][..]
     );
 }
@@ -404,27 +377,18 @@ fn type_url_constants_match_descriptors() {
     assert_eq!(name::<TaskDelete>(), any::TASK_DELETE);
     assert_eq!(name::<TaskExit>(), any::TASK_EXIT);
     assert_eq!(name::<protos::events::TaskOOM>(), any::TASK_OOM);
-    assert_eq!(
-        name::<protos::events::TaskExecAdded>(),
-        any::TASK_EXEC_ADDED
-    );
+    assert_eq!(name::<protos::events::TaskExecAdded>(), any::TASK_EXEC_ADDED);
     assert_eq!(name::<TaskExecStarted>(), any::TASK_EXEC_STARTED);
     assert_eq!(name::<protos::events::TaskPaused>(), any::TASK_PAUSED);
     assert_eq!(name::<protos::events::TaskResumed>(), any::TASK_RESUMED);
-    assert_eq!(
-        name::<protos::events::TaskCheckpointed>(),
-        any::TASK_CHECKPOINTED
-    );
+    assert_eq!(name::<protos::events::TaskCheckpointed>(), any::TASK_CHECKPOINTED);
     assert_eq!(name::<cgroups_v1::Metrics>(), any::CGROUPS_V1_METRICS);
     assert_eq!(name::<cgroups_v2::Metrics>(), any::CGROUPS_V2_METRICS);
 
     assert_eq!(name::<Mount>(), "containerd.types.Mount");
     assert_eq!(name::<ProcessInfo>(), "containerd.v1.types.ProcessInfo");
     assert_eq!(name::<StateResponse>(), "containerd.task.v2.StateResponse");
-    assert_eq!(
-        name::<Envelope>(),
-        "containerd.services.events.ttrpc.v1.Envelope"
-    );
+    assert_eq!(name::<Envelope>(), "containerd.services.events.ttrpc.v1.Envelope");
     assert_eq!(
         name::<BootstrapParams>(),
         "containerd.runtime.bootstrap.v1.BootstrapParams"

@@ -94,10 +94,7 @@ mod tests {
             },
         );
         assert_eq!(inv.op, Op::Checkpoint);
-        assert_eq!(
-            verb_args(&inv),
-            ["checkpoint", "--image-path", "/ckpt", "c1"]
-        );
+        assert_eq!(verb_args(&inv), ["checkpoint", "--image-path", "/ckpt", "c1"]);
     }
 
     #[test]

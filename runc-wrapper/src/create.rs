@@ -71,14 +71,7 @@ mod tests {
         assert_eq!(inv.op, Op::Create);
         assert_eq!(
             verb_args(&inv),
-            [
-                "create",
-                "--bundle",
-                "/bundle",
-                "--pid-file",
-                "/bundle/init.pid",
-                "c1"
-            ]
+            ["create", "--bundle", "/bundle", "--pid-file", "/bundle/init.pid", "c1"]
         );
     }
 

@@ -28,9 +28,6 @@ mod tests {
 
     #[test]
     fn forced() {
-        assert_eq!(
-            verb_args(&runc().delete("c1", true)),
-            ["delete", "--force", "c1"]
-        );
+        assert_eq!(verb_args(&runc().delete("c1", true)), ["delete", "--force", "c1"]);
     }
 }

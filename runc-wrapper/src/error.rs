@@ -92,10 +92,7 @@ mod tests {
             failed(Op::Create, "boom").to_string(),
             "OCI runtime create failed: boom"
         );
-        assert_eq!(
-            failed(Op::Delete, "boom").to_string(),
-            "failed to delete task: boom"
-        );
+        assert_eq!(failed(Op::Delete, "boom").to_string(), "failed to delete task: boom");
     }
 
     #[test]
@@ -159,8 +156,6 @@ mod tests {
             what: "runc ps output",
             source,
         };
-        assert!(err
-            .to_string()
-            .starts_with("failed to parse runc ps output: "));
+        assert!(err.to_string().starts_with("failed to parse runc ps output: "));
     }
 }

@@ -20,11 +20,7 @@ pub struct ExecOpts {
 impl Runc {
     /// `exec --process F [--console-socket S] [--detach] [--pid-file P] ID`.
     pub fn exec(&self, id: &str, opts: &ExecOpts) -> Invocation {
-        let mut args = vec![
-            "exec".into(),
-            "--process".into(),
-            opts.process.clone().into(),
-        ];
+        let mut args = vec!["exec".into(), "--process".into(), opts.process.clone().into()];
         if let Some(socket) = &opts.console_socket {
             args.push("--console-socket".into());
             args.push(socket.into());
@@ -56,10 +52,7 @@ mod tests {
             },
         );
         assert_eq!(inv.op, Op::Exec);
-        assert_eq!(
-            verb_args(&inv),
-            ["exec", "--process", "/tmp/runc-process123", "c1"]
-        );
+        assert_eq!(verb_args(&inv), ["exec", "--process", "/tmp/runc-process123", "c1"]);
     }
 
     #[test]

@@ -7,12 +7,7 @@ impl Runc {
     /// report runc's exit status and output). Its stdout is the JSON
     /// document, to be passed through as is.
     pub fn features(&self) -> Invocation {
-        Invocation::new(
-            Op::Features,
-            self.binary.clone(),
-            vec!["features".into()],
-            None,
-        )
+        Invocation::new(Op::Features, self.binary.clone(), vec!["features".into()], None)
     }
 }
 

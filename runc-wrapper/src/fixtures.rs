@@ -11,8 +11,7 @@ impl ScratchDir {
     pub fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("runc-wrapper-{}-{n}-{name}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("runc-wrapper-{}-{n}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         ScratchDir(path)
@@ -60,11 +59,7 @@ pub fn runc() -> crate::Runc {
 pub fn verb_args(inv: &crate::Invocation) -> Vec<String> {
     assert_eq!(inv.program, Path::new("/usr/sbin/runc"));
     assert_eq!(inv.log.as_deref(), Some(Path::new("/bundle/log.json")));
-    let args: Vec<String> = inv
-        .args
-        .iter()
-        .map(|arg| arg.to_str().unwrap().to_owned())
-        .collect();
+    let args: Vec<String> = inv.args.iter().map(|arg| arg.to_str().unwrap().to_owned()).collect();
     assert_eq!(args[..GLOBALS.len()], GLOBALS);
     args[GLOBALS.len()..].to_vec()
 }

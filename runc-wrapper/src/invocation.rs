@@ -163,13 +163,9 @@ impl Invocation {
             source,
         };
         let mut cmd = self.command();
-        cmd.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(spawn_error)?;
         let stdin = child.stdin.take();
         let output = std::thread::scope(|scope| {
@@ -258,9 +254,7 @@ mod tests {
 
     #[test]
     fn failure_fallback_with_output() {
-        let err = create_with_log(None)
-            .check(2, b"  something broke\n")
-            .unwrap_err();
+        let err = create_with_log(None).check(2, b"  something broke\n").unwrap_err();
         assert_eq!(err.runc_message(), "exit status 2: something broke");
         assert_eq!(
             err.to_string(),
@@ -274,10 +268,7 @@ mod tests {
         // A log that exists but holds no error line also falls back.
         let log = dir.write("log.json", "{\"level\":\"warning\",\"msg\":\"meh\"}\n");
         let err = create_with_log(Some(log)).check(137, b"\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "OCI runtime create failed: exit status 137"
-        );
+        assert_eq!(err.to_string(), "OCI runtime create failed: exit status 137");
     }
 
     #[test]
@@ -302,14 +293,10 @@ mod tests {
         assert_eq!(err.runc_message(), "exit status 1");
 
         let mut file = fs::OpenOptions::new().append(true).open(&log).unwrap();
-        file.write_all(b"{\"level\":\"error\",\"msg\":\"fresh\"}\n")
-            .unwrap();
+        file.write_all(b"{\"level\":\"error\",\"msg\":\"fresh\"}\n").unwrap();
         assert_eq!(inv.check(1, b"").unwrap_err().runc_message(), "fresh");
         // A clone keeps the mark.
-        assert_eq!(
-            inv.clone().check(1, b"").unwrap_err().runc_message(),
-            "fresh"
-        );
+        assert_eq!(inv.clone().check(1, b"").unwrap_err().runc_message(), "fresh");
     }
 
     #[test]

@@ -107,10 +107,7 @@ mod tests {
     fn partial_last_line() {
         let dir = ScratchDir::new("log-partial");
         let text = line("error", "complete") + "{\"level\":\"error\",\"msg\":\"half wri";
-        assert_eq!(
-            last_error(&dir.write("log.json", text)).as_deref(),
-            Some("complete")
-        );
+        assert_eq!(last_error(&dir.write("log.json", text)).as_deref(), Some("complete"));
     }
 
     #[test]
@@ -121,10 +118,7 @@ mod tests {
         text.extend_from_slice(b"{\"level\":7,\"msg\":\"typed wrong\"}\n");
         text.extend_from_slice(b"{\"level\":\"error\",\"msg\":\"   \"}\n\n\n");
         text.extend_from_slice(b"level=error msg=\"text format\"\n");
-        assert_eq!(
-            last_error(&dir.write("log.json", text)).as_deref(),
-            Some("real")
-        );
+        assert_eq!(last_error(&dir.write("log.json", text)).as_deref(), Some("real"));
     }
 
     #[test]

@@ -5,10 +5,7 @@ use crate::{Error, Invocation, Op, Runc};
 impl Runc {
     /// `ps --format json ID`; parse its stdout with [`parse_ps`].
     pub fn ps(&self, id: &str) -> Invocation {
-        self.invocation(
-            Op::Ps,
-            vec!["ps".into(), "--format".into(), "json".into(), id.into()],
-        )
+        self.invocation(Op::Ps, vec!["ps".into(), "--format".into(), "json".into(), id.into()])
     }
 }
 
@@ -49,11 +46,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            &b"[1,-2]"[..],
-            b"{\"pids\":[1]}",
-            b"container does not exist",
-        ] {
+        for bad in [&b"[1,-2]"[..], b"{\"pids\":[1]}", b"container does not exist"] {
             assert!(matches!(
                 parse_ps(bad),
                 Err(Error::Parse {

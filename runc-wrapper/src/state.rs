@@ -29,9 +29,7 @@ pub struct State {
     pub annotations: HashMap<String, String>,
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<HashMap<String, String>, D::Error> {
+fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HashMap<String, String>, D::Error> {
     Ok(Option::deserialize(deserializer)?.unwrap_or_default())
 }
 
@@ -85,10 +83,7 @@ mod tests {
         );
         assert!(state.rootfs.ends_with("c1/rootfs"));
         assert_eq!(state.created, "2024-11-23T07:45:09.325815676Z");
-        assert_eq!(
-            state.annotations["io.kubernetes.cri.container-type"],
-            "sandbox"
-        );
+        assert_eq!(state.annotations["io.kubernetes.cri.container-type"], "sandbox");
     }
 
     #[test]

@@ -19,8 +19,7 @@ impl TempDir {
     fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("runc-wrapper-it-{}-{n}-{name}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("runc-wrapper-it-{}-{n}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -72,10 +71,7 @@ fn state_of_unknown_container() {
     }
     assert!(err.is_not_exist());
     assert!(!err.is_already_finished());
-    assert_eq!(
-        err.to_string(),
-        format!("runc state failed: {}", err.runc_message())
-    );
+    assert_eq!(err.to_string(), format!("runc state failed: {}", err.runc_message()));
     assert!(fs::read_to_string(dir.0.join("log.json"))
         .unwrap()
         .contains("\"level\":\"error\""));
@@ -99,13 +95,8 @@ fn failure_without_log_falls_back_to_output() {
 
 #[test]
 fn missing_binary() {
-    let err = Runc::new("/nonexistent/runc")
-        .state("c1")
-        .output()
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Spawn { program, .. } if program == Path::new("/nonexistent/runc"))
-    );
+    let err = Runc::new("/nonexistent/runc").state("c1").output().unwrap_err();
+    assert!(matches!(&err, Error::Spawn { program, .. } if program == Path::new("/nonexistent/runc")));
     assert_eq!(
         err.to_string(),
         "failed to run runc binary /nonexistent/runc: No such file or directory"
@@ -125,9 +116,7 @@ fn features() {
         }
         Err(err @ Error::Failed { .. }) => {
             eprintln!("runc has no features verb: {err}");
-            assert!(err
-                .to_string()
-                .starts_with("runc features failed: exit status"));
+            assert!(err.to_string().starts_with("runc features failed: exit status"));
         }
         Err(other) => panic!("unexpected {other:?}"),
     }
@@ -202,11 +191,7 @@ fn create(runc: &Runc, id: &str, bundle: &Path) -> Result<u32, Error> {
         .status()
         .unwrap();
     inv.check(status.code().unwrap(), b"")?;
-    Ok(fs::read_to_string(pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap())
+    Ok(fs::read_to_string(pid_file).unwrap().trim().parse().unwrap())
 }
 
 #[test]
@@ -218,10 +203,7 @@ fn container_lifecycle() {
     let runc = runc_in(&dir);
     let bundle = busybox_bundle(&dir, &["sleep", "100"]);
     let id = format!("rw-life-{}", std::process::id());
-    let _guard = Container {
-        runc: &runc,
-        id: &id,
-    };
+    let _guard = Container { runc: &runc, id: &id };
 
     let pid = create(&runc, &id, &bundle).unwrap();
     let state = parse_state(&runc.state(&id).output().unwrap()).unwrap();
@@ -241,10 +223,7 @@ fn container_lifecycle() {
         }
         Err(err) => eprintln!("pause not testable here: {err}"),
     }
-    if let Err(err) = runc
-        .update(&id)
-        .output_with_input(br#"{"pids":{"limit":100}}"#)
-    {
+    if let Err(err) = runc.update(&id).output_with_input(br#"{"pids":{"limit":100}}"#) {
         eprintln!("update not testable here: {err}");
     }
 
@@ -267,10 +246,7 @@ fn container_lifecycle() {
     runc.delete(&id, false).output().unwrap();
     let err = runc.delete(&id, false).output().unwrap_err();
     assert!(err.is_not_exist(), "{err}");
-    assert!(
-        err.to_string().starts_with("failed to delete task: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("failed to delete task: "), "{err}");
 }
 
 #[test]
@@ -282,10 +258,7 @@ fn create_failure_reports_runc_message() {
     let runc = runc_in(&dir);
     let bundle = busybox_bundle(&dir, &["/no/such/program"]);
     let id = format!("rw-bad-{}", std::process::id());
-    let _guard = Container {
-        runc: &runc,
-        id: &id,
-    };
+    let _guard = Container { runc: &runc, id: &id };
 
     // A stale error from an earlier invocation sharing the log...
     let _ = runc.state("nonexistent").output();

@@ -63,9 +63,7 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, FlagError> {
     match value {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(FlagError(format!(
-            "invalid boolean value {value:?} for -{name}"
-        ))),
+        _ => Err(FlagError(format!("invalid boolean value {value:?} for -{name}"))),
     }
 }
 
@@ -234,10 +232,7 @@ mod tests {
     #[test]
     fn unknown_flags_are_tolerated() {
         let f = Flags::parse(["-namespace", "n", "-future-flag", "-x=y", "start"]).unwrap();
-        assert_eq!(
-            f.unknown,
-            vec!["-future-flag".to_string(), "-x=y".to_string()]
-        );
+        assert_eq!(f.unknown, vec!["-future-flag".to_string(), "-x=y".to_string()]);
         assert_eq!(f.action, Action::Start);
     }
 

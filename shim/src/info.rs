@@ -27,8 +27,7 @@ pub fn runtime_info(stdin: &[u8]) -> Result<RuntimeInfo, String> {
     let runc = Runc::new(crate::options::runc_binary(&opts.binary_name));
     match runc.features().output() {
         Ok(json) => {
-            info.features =
-                MessageField::some(protos::any::pack_bytes(protos::any::OCI_FEATURES, json));
+            info.features = MessageField::some(protos::any::pack_bytes(protos::any::OCI_FEATURES, json));
         }
         Err(e) => eprintln!("runc features unavailable: {e}"),
     }

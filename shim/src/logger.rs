@@ -20,11 +20,7 @@ struct Logger {
 
 /// Installs the logger; `debug` raises the level from info to debug.
 pub fn init(namespace: &str, debug: bool) {
-    let level = if debug {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Info
-    };
+    let level = if debug { LevelFilter::Debug } else { LevelFilter::Info };
     let logger = Logger {
         namespace: namespace.to_string(),
         level,

@@ -130,10 +130,7 @@ fn mount_one(m: &MountSpec, target: &Path) -> io::Result<()> {
     let fstype = (!m.kind.is_empty()).then_some(m.kind.as_str());
     mount(Some(m.source.as_str()), target, fstype, p.flags, data)?;
     if p.remount_ro {
-        let flags = MsFlags::MS_REMOUNT
-            | MsFlags::MS_BIND
-            | MsFlags::MS_RDONLY
-            | (p.flags & MsFlags::MS_REC);
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | (p.flags & MsFlags::MS_REC);
         if let Err(e) = mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
             let _ = umount2(target, MntFlags::MNT_DETACH);
             return Err(e.into());
@@ -215,10 +212,7 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     let b = field.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -241,12 +235,7 @@ mod tests {
 
     #[test]
     fn overlay_options_go_to_data() {
-        let p = parse_options(&opts(&[
-            "index=off",
-            "workdir=/w",
-            "upperdir=/u",
-            "lowerdir=/l1:/l2",
-        ]));
+        let p = parse_options(&opts(&["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l1:/l2"]));
         assert_eq!(p.flags, MsFlags::empty());
         assert_eq!(p.data, "index=off,workdir=/w,upperdir=/u,lowerdir=/l1:/l2");
         assert!(!p.remount_ro);
@@ -255,9 +244,9 @@ mod tests {
     #[test]
     fn bind_ro_needs_remount() {
         let p = parse_options(&opts(&["rbind", "ro", "nosuid"]));
-        assert!(p.flags.contains(
-            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
-        ));
+        assert!(p
+            .flags
+            .contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
         assert!(p.remount_ro);
         let p = parse_options(&opts(&["ro", "rw", "bind"]));
         assert!(!p.flags.contains(MsFlags::MS_RDONLY));

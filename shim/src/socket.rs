@@ -76,10 +76,7 @@ pub enum Claim {
 /// nobody answers on is stale and replaced; one that answers belongs to a live shim.
 pub fn claim(path: &Path) -> io::Result<Claim> {
     if let Some(dir) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         let meta = fs::metadata(dir)?;
         if meta.permissions().mode() & 0o777 != 0o700 {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
@@ -111,17 +108,10 @@ mod tests {
 
     #[test]
     fn protocol_doc_test_vector() {
-        let p = socket_path(
-            Path::new(SOCKET_DIR),
-            "/run/ctd-example/c.sock",
-            "protodoc",
-            "c3",
-        );
+        let p = socket_path(Path::new(SOCKET_DIR), "/run/ctd-example/c.sock", "protodoc", "c3");
         assert_eq!(
             p,
-            Path::new(
-                "/run/containerd/s/13ca8600ded8dfa019241e0845e27c93a84ccfc3602867c31f59c3dbbf95e1ad"
-            )
+            Path::new("/run/containerd/s/13ca8600ded8dfa019241e0845e27c93a84ccfc3602867c31f59c3dbbf95e1ad")
         );
         assert_eq!(
             address_of(&p),
@@ -163,10 +153,7 @@ mod tests {
             Claim::Listening(l) => l,
             Claim::InUse => panic!("fresh path reported in use"),
         };
-        let dmode = fs::metadata(path.parent().unwrap())
-            .unwrap()
-            .permissions()
-            .mode();
+        let dmode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);
         let smode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(smode & 0o777, 0o600);

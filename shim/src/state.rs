@@ -72,9 +72,7 @@ pub fn check(kind: Kind, status: Status, op: Op) -> Result<()> {
             (Stopped, Resize) => refuse("cannot resize a stopped container"),
             (Stopped, Start) => refuse("cannot start a stopped process"),
             (Deleted, _) => Err(Error::NotFound("process does not exist".into())),
-            (_, op) => Err(Error::unknown(format!(
-                "{op:?} is not valid for an exec process"
-            ))),
+            (_, op) => Err(Error::unknown(format!("{op:?} is not valid for an exec process"))),
         };
     }
     let from_checkpoint = kind == Kind::InitFromCheckpoint;
@@ -175,14 +173,8 @@ mod tests {
         for op in [Start, Resume, Exec, Update, Checkpoint] {
             assert!(!ok(Init, Stopped, op), "{op:?}");
         }
-        assert_eq!(
-            check(Init, Deleted, Delete).unwrap_err().code(),
-            Code::NOT_FOUND
-        );
-        assert_eq!(
-            check(Init, Deleted, Kill).unwrap_err().code(),
-            Code::NOT_FOUND
-        );
+        assert_eq!(check(Init, Deleted, Delete).unwrap_err().code(), Code::NOT_FOUND);
+        assert_eq!(check(Init, Deleted, Kill).unwrap_err().code(), Code::NOT_FOUND);
         assert!(!ok(Init, Deleted, Resize));
     }
 
