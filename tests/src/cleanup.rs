@@ -180,10 +180,7 @@ impl Daemon {
             }
         }
         if self.containerd.is_some() {
-            for (what, args) in [
-                ("task", ["task", "ls", "-q"]),
-                ("container", ["container", "ls", "-q"]),
-            ] {
+            for (what, args) in [("task", ["task", "ls", "-q"]), ("container", ["container", "ls", "-q"])] {
                 let o = self.ctr(&args).timeout(Duration::from_secs(20)).run();
                 for id in o.stdout_str().split_whitespace() {
                     out.push(format!("containerd still has {what} {id}"));
@@ -252,9 +249,7 @@ impl Daemon {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let mut c = Command::new(util::runc_bin());
-            c.arg("--root")
-                .arg(&runc_root)
-                .args(["delete", "--force", &id]);
+            c.arg("--root").arg(&runc_root).args(["delete", "--force", &id]);
             let _ = command::run(&mut c, None, Duration::from_secs(15));
         }
         let _ = std::fs::remove_dir_all(&runc_root);
@@ -288,26 +283,12 @@ impl Daemon {
     /// Force-deletes every task and container of the namespace.
     fn remove_all_containers(&self) {
         let t = Duration::from_secs(30);
-        let tasks = self
-            .ctr(&["task", "ls", "-q"])
-            .timeout(t)
-            .run()
-            .stdout_str();
+        let tasks = self.ctr(&["task", "ls", "-q"]).timeout(t).run().stdout_str();
         for id in tasks.split_whitespace() {
-            let _ = self
-                .ctr(&["task", "kill", "--signal", "SIGKILL", id])
-                .timeout(t)
-                .run();
-            let _ = self
-                .ctr(&["task", "delete", "--force", id])
-                .timeout(t)
-                .run();
+            let _ = self.ctr(&["task", "kill", "--signal", "SIGKILL", id]).timeout(t).run();
+            let _ = self.ctr(&["task", "delete", "--force", id]).timeout(t).run();
         }
-        let containers = self
-            .ctr(&["container", "ls", "-q"])
-            .timeout(t)
-            .run()
-            .stdout_str();
+        let containers = self.ctr(&["container", "ls", "-q"]).timeout(t).run().stdout_str();
         for id in containers.split_whitespace() {
             let _ = self.ctr(&["container", "delete", id]).timeout(t).run();
         }

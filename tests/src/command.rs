@@ -88,14 +88,10 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> std::i
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let start = Instant::now();
     let mut child = reaper::spawn(cmd)?;
 
@@ -156,11 +152,7 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> std::i
     })
 }
 
-fn spawn_reader(
-    mut pipe: impl Read + Send + 'static,
-    buf: Arc<Mutex<Vec<u8>>>,
-    done: mpsc::Sender<()>,
-) {
+fn spawn_reader(mut pipe: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, done: mpsc::Sender<()>) {
     std::thread::spawn(move || {
         let mut chunk = [0u8; 8192];
         loop {

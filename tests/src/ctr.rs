@@ -69,11 +69,7 @@ impl<'d> Ctr<'d> {
     /// Runs ctr and asserts the exit code.
     pub fn code(self, expected: i32) -> CtrOutput<'d> {
         let out = self.run();
-        assert_eq!(
-            out.code(),
-            Some(expected),
-            "unexpected ctr exit code: {out}"
-        );
+        assert_eq!(out.code(), Some(expected), "unexpected ctr exit code: {out}");
         out
     }
 }
@@ -97,9 +93,7 @@ impl Daemon {
     /// The `ctr task ls` row of `id`, if listed.
     pub fn task(&self, id: &str) -> Option<TaskRow> {
         let out = self.ctr(&["task", "ls"]).ok();
-        parse_task_ls(&out.stdout_str())
-            .into_iter()
-            .find(|t| t.id == id)
+        parse_task_ls(&out.stdout_str()).into_iter().find(|t| t.id == id)
     }
 
     /// Polls `ctr task ls` until `id` has `status` (bounded); panics with the last listing.

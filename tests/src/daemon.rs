@@ -1,7 +1,7 @@
 //! A private containerd per test: own temp dir, config, sockets and namespace.
 
 use crate::command;
-use crate::config::ContainerdConfig;
+use crate::config::{self, ContainerdConfig, ContainerdVersion};
 use crate::ctr::Ctr;
 use crate::events::EventWatcher;
 use crate::reaper::{self, Spawned};
@@ -62,19 +62,28 @@ impl Daemon {
     }
 
     pub fn start_with(opts: DaemonOptions) -> Daemon {
+        Daemon::start_configured(opts, |_| {})
+    }
+
+    /// Like [`Daemon::start_with`], with `adjust` applied to the generated configuration first
+    /// (append a packaging snippet to `extra`, enable CRI by editing `disabled_plugins`, ...).
+    pub fn start_configured(opts: DaemonOptions, adjust: impl FnOnce(&mut ContainerdConfig)) -> Daemon {
         reaper::init();
+        let version = config::containerd_version();
+        install_version_panic_hook();
         let shim = util::shim_bin();
         let suffix = util::unique_suffix();
         let ns = format!("e2e-{suffix}");
         let tmp = std::env::temp_dir().join(format!("e2e-{suffix}"));
         std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("mkdir {}: {e}", tmp.display()));
-        let config = ContainerdConfig::in_dir(&tmp);
+        eprintln!("[e2e] {version}; shim {}; namespace {ns}", shim.display());
+        let mut config = ContainerdConfig::in_dir_for(&tmp, version.config_version());
+        adjust(&mut config);
         let config_path = tmp.join("config.toml");
         std::fs::write(&config_path, config.render()).expect("write containerd config");
         let bin_dir = tmp.join("bin");
         std::fs::create_dir_all(&bin_dir).expect("mkdir bin");
-        let host_path =
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let host_path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
         let (runtime, path_env) = if opts.shim_in_path {
             std::os::unix::fs::symlink(&shim, bin_dir.join("containerd-shim-runc-v2"))
                 .expect("symlink shim into bin dir");
@@ -106,6 +115,31 @@ impl Daemon {
     }
 
     // ---- accessors
+
+    /// The containerd release under test (the same for every daemon of the process).
+    pub fn version(&self) -> &'static ContainerdVersion {
+        config::containerd_version()
+    }
+
+    /// The generated configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The configuration the daemon runs with.
+    pub fn config(&self) -> &ContainerdConfig {
+        &self.config
+    }
+
+    /// containerd's `PATH` (our bin dir first when the shim is put there).
+    pub fn path_env(&self) -> &std::ffi::OsStr {
+        &self.path_env
+    }
+
+    /// containerd's cwd and first `PATH` entry when [`DaemonOptions::shim_in_path`] is set.
+    pub fn bin_dir(&self) -> &Path {
+        &self.cwd
+    }
 
     /// The containerd namespace of this daemon's tests (unique on the host).
     pub fn ns(&self) -> &str {
@@ -223,12 +257,7 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)
             .expect("open containerd log");
-        let ttrpc_dir = self
-            .config
-            .ttrpc_address
-            .parent()
-            .expect("ttrpc dir")
-            .to_path_buf();
+        let ttrpc_dir = self.config.ttrpc_address.parent().expect("ttrpc dir").to_path_buf();
         std::fs::create_dir_all(&ttrpc_dir).expect("mkdir ttrpc dir");
         let mut cmd = match withhold {
             None => Command::new(util::containerd_bin()),
@@ -260,15 +289,8 @@ impl Daemon {
     fn wait_ready(&mut self) {
         let mut last = String::new();
         let ready = util::poll(READY_TIMEOUT, Duration::from_millis(50), || {
-            if let Some(st) = self
-                .containerd
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "containerd exited during startup ({st}):\n{}",
-                    self.log_tail(40)
-                );
+            if let Some(st) = self.containerd.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("containerd exited during startup ({st}):\n{}", self.log_tail(40));
             }
             if !self.config.grpc_address.exists() {
                 return None;
@@ -324,11 +346,7 @@ impl Daemon {
         std::fs::create_dir_all(&hidden).expect("mkdir ttrpc-withheld");
         self.spawn_containerd(Some(&hidden));
         let sock = hidden.join(self.config.ttrpc_address.file_name().expect("socket name"));
-        assert!(
-            sock.exists(),
-            "containerd's ttrpc socket is not at {}",
-            sock.display()
-        );
+        assert!(sock.exists(), "containerd's ttrpc socket is not at {}", sock.display());
         if let Ok(_conn) = UnixStream::connect(&self.config.ttrpc_address) {
             panic!(
                 "the ttrpc address {} is reachable although it should be withheld",
@@ -341,12 +359,7 @@ impl Daemon {
     /// [`Daemon::restart_containerd_ttrpc_withheld`] reachable at the configured address.
     pub fn open_ttrpc(&mut self) {
         let hidden = self.tmp.join("ttrpc-withheld");
-        let dir = self
-            .config
-            .ttrpc_address
-            .parent()
-            .expect("ttrpc dir")
-            .to_path_buf();
+        let dir = self.config.ttrpc_address.parent().expect("ttrpc dir").to_path_buf();
         nix::mount::mount(
             Some(&hidden),
             &dir,
@@ -377,7 +390,8 @@ impl Daemon {
         let lines: Vec<&str> = text.lines().collect();
         let from = lines.len().saturating_sub(n);
         let mut s = format!(
-            "--- containerd log {} (last {} lines) ---\n",
+            "--- {} log {} (last {} lines) ---\n",
+            config::containerd_version().label(),
             self.log_path.display(),
             n
         );
@@ -390,16 +404,47 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Copies containerd's log (with the shims' logs) to `$E2E_LOG_DIR` (default
+    /// `/tmp/e2e-failed-logs`) as `<version>-<namespace>.log`: teardown removes the temp dir.
+    fn keep_log(&self) {
+        let dir = std::env::var_os("E2E_LOG_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp/e2e-failed-logs"));
+        let dst = dir.join(format!("{}-{}.log", config::containerd_version().short(), self.ns));
+        if std::fs::create_dir_all(&dir).is_ok() && std::fs::copy(&self.log_path, &dst).is_ok() {
+            eprintln!("[e2e] containerd log kept as {}", dst.display());
+        }
+    }
+}
+
+/// Makes every panic message of the test process start with the containerd release under test
+/// (`[e2e] panic while testing containerd 1.7.24 ...`), so that a failure in the version matrix names
+/// its daemon even when it happens outside the harness's own messages.
+fn install_version_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            eprintln!("[e2e] panic while testing {}", config::containerd_version());
+            prev(info);
+        }));
+    });
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
         if panicking {
             eprintln!(
-                "[e2e] test failed; namespace {}, temp dir {}",
+                "[e2e] test failed on {}; namespace {}, temp dir {}",
+                config::containerd_version(),
                 self.ns,
                 self.tmp.display()
             );
             eprintln!("{}", self.log_tail(60));
+            self.keep_log();
         }
         self.teardown();
     }

@@ -161,8 +161,7 @@ impl EventWatcher {
             if out.code() == Some(0) {
                 let seen = self.try_wait_for(Duration::from_millis(500), |e| {
                     e.topic == "/namespaces/update"
-                        && e.body.pointer("/labels/e2e.probe").and_then(Value::as_str)
-                            == Some(&value)
+                        && e.body.pointer("/labels/e2e.probe").and_then(Value::as_str) == Some(&value)
                 });
                 if seen.is_some() {
                     return;
@@ -253,12 +252,7 @@ impl EventWatcher {
 impl Drop for EventWatcher {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(pid) = *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        {
+        if let Some(pid) = *self.shared.current.lock().unwrap_or_else(|e| e.into_inner()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         if let Some(t) = self.thread.take() {
@@ -316,12 +310,7 @@ fn watch_loop(s: Arc<Shared>, base_args: &[OsString]) {
             }
         }
         *s.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if child
-            .wait_timeout(Duration::from_secs(5))
-            .ok()
-            .flatten()
-            .is_none()
-        {
+        if child.wait_timeout(Duration::from_secs(5)).ok().flatten().is_none() {
             child.kill_and_wait();
         }
         if let Some(t) = stderr {
@@ -348,11 +337,7 @@ mod tests {
         assert_eq!(e.container_id(), Some("c1"));
         assert_eq!(e.u64_field("exit_status"), 3);
         assert_eq!(e.u64_field("nothing"), 0);
-        let c = parse_line(
-            r#"2026-11-22 09:28:14 +0000 UTC ns /containers/delete {"id":"c1"}"#,
-            0,
-        )
-        .unwrap();
+        let c = parse_line(r#"2026-11-22 09:28:14 +0000 UTC ns /containers/delete {"id":"c1"}"#, 0).unwrap();
         assert_eq!(c.container_id(), Some("c1"));
         assert!(parse_line("time=x level=warning msg=\"cannot unmarshal\"", 0).is_none());
     }

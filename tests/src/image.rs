@@ -86,11 +86,7 @@ pub fn build_busybox_image(work: &Path) -> PathBuf {
         }],
     });
     std::fs::write(layout.join("index.json"), index.to_string()).expect("write index.json");
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .expect("write oci-layout");
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
 
     let out = work.join("busybox-oci.tar");
     command::run_ok(

@@ -17,13 +17,20 @@
 pub mod cleanup;
 pub mod command;
 pub mod config;
+#[cfg(feature = "cri")]
+pub mod cri;
 pub mod ctr;
 pub mod daemon;
 pub mod events;
+pub mod fifo;
 pub mod image;
+pub mod logger;
 pub mod procfs;
+pub mod pty;
 pub mod reaper;
+pub mod requests;
 pub mod rootfs;
+pub mod scenario;
 pub mod shim;
 pub mod util;
 

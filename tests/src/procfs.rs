@@ -24,8 +24,7 @@ pub fn pids() -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
 /// `/proc/<pid>/stat`, or `None` when the process is gone.
@@ -38,12 +37,7 @@ pub fn stat(pid: i32) -> Option<Stat> {
     let mut rest = s[close + 1..].split_whitespace();
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
-    Some(Stat {
-        pid,
-        comm,
-        state,
-        ppid,
-    })
+    Some(Stat { pid, comm, state, ppid })
 }
 
 /// argv of a process (empty for zombies and kernel threads).
@@ -111,10 +105,7 @@ pub fn mount_points() -> Vec<PathBuf> {
 
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = mount_points()
-        .into_iter()
-        .filter(|m| m.starts_with(dir))
-        .collect();
+    let mut v: Vec<PathBuf> = mount_points().into_iter().filter(|m| m.starts_with(dir)).collect();
     v.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     v.dedup();
     v
@@ -125,10 +116,7 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {

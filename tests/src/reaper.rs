@@ -91,13 +91,9 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Spawned> {
     init();
     let mut reg = registry();
     let child = cmd.spawn()?;
-    reg.get_or_insert_with(HashSet::new)
-        .insert(child.id() as i32);
+    reg.get_or_insert_with(HashSet::new).insert(child.id() as i32);
     drop(reg);
-    Ok(Spawned {
-        child,
-        status: None,
-    })
+    Ok(Spawned { child, status: None })
 }
 
 /// A registered child process. Dropping it without waiting unregisters it, and the orphan
@@ -237,10 +233,7 @@ mod tests {
             reap_orphans();
             let z: Vec<i32> = procfs::pids()
                 .into_iter()
-                .filter(|&p| {
-                    procfs::stat(p)
-                        .is_some_and(|s| s.ppid == me && s.is_zombie() && !is_registered(p))
-                })
+                .filter(|&p| procfs::stat(p).is_some_and(|s| s.ppid == me && s.is_zombie() && !is_registered(p)))
                 .collect();
             z.is_empty().then_some(())
         });

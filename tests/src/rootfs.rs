@@ -57,27 +57,15 @@ fn sweep_stale_caches() {
 /// an `/etc/passwd` and `/etc/group` that know root.
 pub fn populate(dir: &Path) {
     let bb = busybox_bin();
-    for d in [
-        "bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "var",
-    ] {
-        std::fs::create_dir_all(dir.join(d))
-            .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "var"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     }
-    std::fs::copy(&bb, dir.join("bin/busybox")).unwrap_or_else(|e| {
-        panic!(
-            "copy {} into rootfs: {e} (install busybox-static)",
-            bb.display()
-        )
-    });
+    std::fs::copy(&bb, dir.join("bin/busybox"))
+        .unwrap_or_else(|e| panic!("copy {} into rootfs: {e} (install busybox-static)", bb.display()));
     let list = command::run_ok(Command::new(&bb).arg("--list"), Duration::from_secs(10));
-    let mut applets: Vec<String> = list
-        .stdout_str()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let mut applets: Vec<String> = list.stdout_str().split_whitespace().map(str::to_string).collect();
     for must in [
-        "sh", "echo", "cat", "head", "sleep", "true", "false", "dd", "ls", "ps", "kill", "id",
-        "stty", "tty",
+        "sh", "echo", "cat", "head", "sleep", "true", "false", "dd", "ls", "ps", "kill", "id", "stty", "tty",
     ] {
         assert!(
             applets.iter().any(|a| a == must),
@@ -89,22 +77,17 @@ pub fn populate(dir: &Path) {
     for a in applets {
         let link = dir.join("bin").join(&a);
         if !link.exists() {
-            std::os::unix::fs::symlink("busybox", &link)
-                .unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+            std::os::unix::fs::symlink("busybox", &link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
         }
     }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
-        .expect("write passwd");
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("write passwd");
     // For commands given where ctr reorders dash arguments (`ctr container create`).
-    let trap = dir
-        .join("bin")
-        .join(TRAP_TERM_SCRIPT.trim_start_matches("/bin/"));
+    let trap = dir.join("bin").join(TRAP_TERM_SCRIPT.trim_start_matches("/bin/"));
     std::fs::write(
         &trap,
         "#!/bin/sh\ntrap \"exit ${1:-42}\" TERM\nwhile :; do sleep 1 & wait $!; done\n",
     )
     .expect("write trap script");
-    std::fs::set_permissions(&trap, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    std::fs::set_permissions(&trap, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     std::fs::write(dir.join("etc/group"), "root:x:0:\n").expect("write group");
 }

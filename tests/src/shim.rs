@@ -22,10 +22,7 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(20);
 /// A ttrpc context with [`RPC_TIMEOUT`] and the namespace metadata containerd sends.
 pub fn rpc_ctx(ns: &str) -> ttrpc::context::Context {
     let mut md = HashMap::new();
-    md.insert(
-        "containerd-namespace-ttrpc".to_string(),
-        vec![ns.to_string()],
-    );
+    md.insert("containerd-namespace-ttrpc".to_string(), vec![ns.to_string()]);
     let mut ctx = ttrpc::context::with_metadata(md);
     ctx.timeout_nano = RPC_TIMEOUT.as_nanos() as i64;
     ctx
@@ -38,8 +35,7 @@ pub fn connect(address: &str) -> TaskClient {
     } else {
         format!("unix://{address}")
     };
-    let client =
-        ttrpc::Client::connect(&addr).unwrap_or_else(|e| panic!("ttrpc connect {addr}: {e:?}"));
+    let client = ttrpc::Client::connect(&addr).unwrap_or_else(|e| panic!("ttrpc connect {addr}: {e:?}"));
     TaskClient::new(client)
 }
 
@@ -83,17 +79,11 @@ fn bundle_path(d: &Daemon, id: &str) -> PathBuf {
 /// group. The bundle must have a `log` fifo with a reader (see [`LogFifo`]) for the daemon.
 pub fn run_start(d: &Daemon, id: &str, bundle: &Path, stdin: &[u8]) -> Output {
     let mut cmd = Command::new(d.shim_bin());
-    cmd.args([
-        "-namespace",
-        d.ns(),
-        "-address",
-        d.address(),
-        "-publish-binary",
-    ])
-    .arg(util::containerd_bin())
-    .args(["-id", id, "start"])
-    .current_dir(bundle)
-    .env("TTRPC_ADDRESS", d.ttrpc_address());
+    cmd.args(["-namespace", d.ns(), "-address", d.address(), "-publish-binary"])
+        .arg(util::containerd_bin())
+        .args(["-id", id, "start"])
+        .current_dir(bundle)
+        .env("TTRPC_ADDRESS", d.ttrpc_address());
     command::run(&mut cmd, Some(stdin), Duration::from_secs(20)).expect("run shim start")
 }
 
@@ -123,10 +113,7 @@ impl LogFifo {
             let mut buf = [0u8; 4096];
             loop {
                 match f.read(&mut buf) {
-                    Ok(n) if n > 0 => t
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&buf[..n]),
+                    Ok(n) if n > 0 => t.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]),
                     _ => {
                         if s.load(Ordering::SeqCst) {
                             break;
@@ -178,10 +165,7 @@ impl HandShim {
             log.text()
         );
         let address = out.stdout_str().trim().to_string();
-        assert!(
-            address.starts_with("unix://"),
-            "start printed no address: {out}"
-        );
+        assert!(address.starts_with("unix://"), "start printed no address: {out}");
         HandShim {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),

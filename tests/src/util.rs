@@ -20,10 +20,7 @@ pub fn shim_bin() -> PathBuf {
     let path = std::path::absolute(&path).unwrap_or(path);
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => path,
-        Ok(_) => panic!(
-            "shim binary {} from {origin} is not an executable file",
-            path.display()
-        ),
+        Ok(_) => panic!("shim binary {} from {origin} is not an executable file", path.display()),
         Err(e) => panic!(
             "shim binary {} from {origin} is missing ({e}).\n\
              Build it with `cargo build --release -p containerd-shim-runc-v2`, or point SHIM_BIN \
@@ -40,14 +37,15 @@ fn bin_from_env(var: &str, default: &str) -> PathBuf {
     }
 }
 
-/// containerd: `$CONTAINERD_BIN`, default `/usr/bin/containerd`.
+/// containerd: `$CONTAINERD_BIN`; else the `E2E_CONTAINERD` release from the provisioning
+/// cache; else `/usr/bin/containerd` (see [`crate::config::matrix_bin`]).
 pub fn containerd_bin() -> PathBuf {
-    bin_from_env("CONTAINERD_BIN", "/usr/bin/containerd")
+    crate::config::matrix_bin("CONTAINERD_BIN", "containerd")
 }
 
-/// ctr: `$CTR_BIN`, default `/usr/bin/ctr`.
+/// ctr: `$CTR_BIN`; else the `E2E_CONTAINERD` release's ctr; else `/usr/bin/ctr`.
 pub fn ctr_bin() -> PathBuf {
-    bin_from_env("CTR_BIN", "/usr/bin/ctr")
+    crate::config::matrix_bin("CTR_BIN", "ctr")
 }
 
 /// runc used for teardown of leftovers: `$RUNC_BIN`, default `runc` from PATH.
@@ -57,10 +55,7 @@ pub fn runc_bin() -> PathBuf {
 
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Directory where shims listen (`/run/containerd/s`, shared by every containerd on the host).
@@ -157,9 +152,7 @@ mod tests {
     fn socket_name_matches_protocol_doc_test_vector() {
         assert_eq!(
             shim_socket_path("/run/ctd-example/c.sock", "protodoc", "c3"),
-            PathBuf::from(
-                "/run/containerd/s/13ca8600ded8dfa019241e0845e27c93a84ccfc3602867c31f59c3dbbf95e1ad"
-            )
+            PathBuf::from("/run/containerd/s/13ca8600ded8dfa019241e0845e27c93a84ccfc3602867c31f59c3dbbf95e1ad")
         );
     }
 

@@ -6,8 +6,7 @@ use e2e::{procfs, Daemon, DaemonOptions};
 use protobuf::MessageField;
 use protos::any::pack_bytes;
 use protos::task::{
-    CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, StateRequest,
-    WaitRequest,
+    CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, StateRequest, WaitRequest,
 };
 use protos::task_ttrpc::TaskClient;
 use protos::types::Status;
@@ -17,11 +16,7 @@ const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
 /// Not a protobuf message: field 31 with the invalid wire type 7.
 const GARBAGE: &[u8] = b"\xff\xff\xff\xff garbage, not protobuf";
 
-fn create_req(
-    id: &str,
-    bundle: &std::path::Path,
-    options: Option<protos::Any>,
-) -> CreateTaskRequest {
+fn create_req(id: &str, bundle: &std::path::Path, options: Option<protos::Any>) -> CreateTaskRequest {
     let mut r = CreateTaskRequest::new();
     r.id = id.to_string();
     r.bundle = bundle.to_string_lossy().into_owned();
@@ -103,11 +98,8 @@ fn unclear_error(err: &ttrpc::Error, must_mention: &str) -> Option<String> {
 #[test]
 fn start_with_garbage_or_unknown_options_on_stdin_fails_clearly_and_leaves_nothing() {
     let d = Daemon::start();
-    let unknown = protobuf::Message::write_to_bytes(&pack_bytes(
-        "example.com/no.such.Options",
-        b"\x0a\x01x".to_vec(),
-    ))
-    .expect("encode Any");
+    let unknown = protobuf::Message::write_to_bytes(&pack_bytes("example.com/no.such.Options", b"\x0a\x01x".to_vec()))
+        .expect("encode Any");
     let mut messages = Vec::new();
     for (name, stdin) in [("garbage", GARBAGE.to_vec()), ("unknown", unknown)] {
         let id = d.id(&format!("start-{name}"));
@@ -205,15 +197,10 @@ fn create_with_garbage_or_unknown_options_fails_and_the_shim_keeps_serving() {
             } else {
                 "no.such.Options"
             };
-            unclear_error(err, must)
-                .map(|e| format!("Create with {name} options: should mention {must:?}: {e}"))
+            unclear_error(err, must).map(|e| format!("Create with {name} options: should mention {must:?}: {e}"))
         })
         .collect();
-    assert!(
-        unclear.is_empty(),
-        "unclear errors:\n{}",
-        unclear.join("\n")
-    );
+    assert!(unclear.is_empty(), "unclear errors:\n{}", unclear.join("\n"));
 }
 
 #[test]
@@ -230,11 +217,7 @@ fn create_with_a_bundle_without_config_json_fails_naming_it_and_the_shim_keeps_s
     let err = c
         .create(
             rpc_ctx(d.ns()),
-            &create_req(
-                &bad,
-                &bad_bundle,
-                Some(pack_bytes(RUNC_OPTIONS, Vec::new())),
-            ),
+            &create_req(&bad, &bad_bundle, Some(pack_bytes(RUNC_OPTIONS, Vec::new()))),
         )
         .expect_err("Create with a bundle without config.json must fail");
     if let Some(e) = unclear_error(&err, "config.json") {
@@ -280,10 +263,7 @@ fn missing_runc_binary_is_named_in_ctr_error_and_nothing_is_left() {
             "/bin/true",
         ])
         .run();
-    assert!(
-        out.code().is_some_and(|c| c != 0),
-        "ctr run must fail: {out}"
-    );
+    assert!(out.code().is_some_and(|c| c != 0), "ctr run must fail: {out}");
     assert!(
         out.stderr_str().contains(missing),
         "ctr's error must name {missing}: {out}"
@@ -295,17 +275,11 @@ fn missing_runc_binary_is_named_in_ctr_error_and_nothing_is_left() {
 fn command_missing_in_rootfs_fails_with_runcs_message() {
     let d = Daemon::start();
     let id = d.id("nocmd");
-    let out = d
-        .run_rootfs(&["--rm"], &id, &["/bin/e2e-no-such-command"])
-        .run();
-    assert!(
-        out.code().is_some_and(|c| c != 0),
-        "ctr run must fail: {out}"
-    );
+    let out = d.run_rootfs(&["--rm"], &id, &["/bin/e2e-no-such-command"]).run();
+    assert!(out.code().is_some_and(|c| c != 0), "ctr run must fail: {out}");
     let err = out.stderr_str();
     assert!(
-        err.contains("exec: \"/bin/e2e-no-such-command\"")
-            && err.contains("no such file or directory"),
+        err.contains("exec: \"/bin/e2e-no-such-command\"") && err.contains("no such file or directory"),
         "ctr must show runc's message about the missing executable: {out}"
     );
     d.assert_clean();

@@ -11,9 +11,7 @@ fn events_create_start_exit_delete_arrive_in_order_with_bare_type_urls() {
     let d = Daemon::start();
     let ev = d.events();
     let id = d.id("order");
-    let out = d
-        .run_rootfs(&["--rm"], &id, &["/bin/sh", "-c", "exit 3"])
-        .run();
+    let out = d.run_rootfs(&["--rm"], &id, &["/bin/sh", "-c", "exit 3"]).run();
     assert_eq!(out.code(), Some(3), "{out}");
     ev.wait_topic("/containers/delete", &id, T);
 
@@ -43,56 +41,37 @@ fn events_create_start_exit_delete_arrive_in_order_with_bare_type_urls() {
             ev.describe()
         );
     }
-    assert_eq!(
-        by("/tasks/exit").u64_field("exit_status"),
-        3,
-        "{}",
-        ev.describe()
-    );
+    assert_eq!(by("/tasks/exit").u64_field("exit_status"), 3, "{}", ev.describe());
     assert_eq!(
         by("/tasks/exit").str_field("id"),
         id,
         "TaskExit.id of an init is the container id"
     );
-    assert_eq!(
-        by("/tasks/delete").u64_field("exit_status"),
-        3,
-        "{}",
-        ev.describe()
-    );
+    assert_eq!(by("/tasks/delete").u64_field("exit_status"), 3, "{}", ev.describe());
     for e in &seen {
-        assert_eq!(
-            e.namespace,
-            d.ns(),
-            "event in the wrong namespace: {}",
-            e.line
-        );
+        assert_eq!(e.namespace, d.ns(), "event in the wrong namespace: {}", e.line);
     }
 
     // ctr decodes each event by its type URL and skips (with a warning) what it cannot decode;
-    // containerd logs the type URL of everything shims forward.
+    // containerd 1.6 also logs the type URL of everything shims forward (1.7 and 2.x do not
+    // log forwarded events: there ctr's decoding above is the proof).
     let warnings: Vec<String> = ev
         .stderr_lines()
         .into_iter()
         .filter(|l| l.contains("unmarshal") || l.contains("level=warn"))
         .collect();
-    assert!(
-        warnings.is_empty(),
-        "ctr events could not decode events: {warnings:#?}"
-    );
+    assert!(warnings.is_empty(), "ctr events could not decode events: {warnings:#?}");
     let log = d.log_text();
+    let logs_forwarded = !d.version().at_least(1, 7);
     for (topic, ty) in [
         ("/tasks/create", "containerd.events.TaskCreate"),
         ("/tasks/start", "containerd.events.TaskStart"),
         ("/tasks/exit", "containerd.events.TaskExit"),
         ("/tasks/delete", "containerd.events.TaskDelete"),
     ] {
-        let want = format!(
-            "msg=\"event forwarded\" ns={} topic={topic} type={ty}\n",
-            d.ns()
-        );
+        let want = format!("msg=\"event forwarded\" ns={} topic={topic} type={ty}\n", d.ns());
         assert!(
-            log.contains(&want),
+            !logs_forwarded || log.contains(&want),
             "containerd did not log `{}`\n{}",
             want.trim(),
             d.log_tail(40)
@@ -113,8 +92,7 @@ fn exit_while_containerd_is_down_is_delivered_after_restart_and_task_delete_repo
     let mut d = Daemon::start();
     let ev = d.events();
     let id = d.id("outage");
-    d.run_rootfs(&["-d"], &id, &[e2e::rootfs::TRAP_TERM_SCRIPT, "7"])
-        .ok();
+    d.run_rootfs(&["-d"], &id, &[e2e::rootfs::TRAP_TERM_SCRIPT, "7"]).ok();
     let task = d.wait_task_status(&id, "RUNNING", T);
     let shims = d.shim_processes(&id);
     assert_eq!(shims.len(), 1, "one shim for {id}: {shims:#?}");
@@ -146,9 +124,7 @@ fn exit_while_containerd_is_down_is_delivered_after_restart_and_task_delete_repo
     ev.wait_subscribed(T);
     let before_open = ev.events().len();
     assert!(
-        ev.for_container(&id)
-            .iter()
-            .all(|e| e.topic != "/tasks/exit"),
+        ev.for_container(&id).iter().all(|e| e.topic != "/tasks/exit"),
         "/tasks/exit arrived while the ttrpc socket was still withheld\n{}",
         ev.describe()
     );

@@ -21,10 +21,7 @@ fn leak_checker_reports_a_running_container_and_teardown_removes_everything() {
         format!("containerd still has task {id}"),
         format!("containerd still has container {id}"),
     ] {
-        assert!(
-            leaks.contains(&want),
-            "leak report lacks {want:?}:\n{leaks}"
-        );
+        assert!(leaks.contains(&want), "leak report lacks {want:?}:\n{leaks}");
     }
 
     let (sock, runc, tmp) = (d.shim_socket(&id), d.runc_root(), d.tmp().to_path_buf());
@@ -46,13 +43,9 @@ fn ctr_timeout_sigkills_ctr_and_reports_what_it_captured() {
     let d = Daemon::start();
     let id = d.id("hang");
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        d.run_rootfs(
-            &["--rm"],
-            &id,
-            &["/bin/sh", "-c", "echo started; exec sleep 1000"],
-        )
-        .timeout(Duration::from_secs(3))
-        .run()
+        d.run_rootfs(&["--rm"], &id, &["/bin/sh", "-c", "echo started; exec sleep 1000"])
+            .timeout(Duration::from_secs(3))
+            .run()
     }));
     let msg = match caught {
         Ok(out) => panic!("ctr returned although its container runs forever: {out}"),

@@ -25,9 +25,7 @@ fn imported_busybox_image_runs_and_its_overlay_rootfs_is_unmounted() {
     let d = Daemon::start();
     let tar = build_busybox_image(d.tmp());
     let tar = tar.to_str().expect("utf-8");
-    d.ctr(&["images", "import", tar])
-        .timeout(Duration::from_secs(60))
-        .ok();
+    d.ctr(&["images", "import", tar]).timeout(Duration::from_secs(60)).ok();
     let images = d.ctr(&["images", "ls", "-q"]).ok();
     assert!(
         images.stdout_str().lines().any(|l| l == BUSYBOX_REF),
@@ -36,37 +34,15 @@ fn imported_busybox_image_runs_and_its_overlay_rootfs_is_unmounted() {
 
     let id = d.id("img");
     let out = d
-        .ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
-            d.runtime(),
-            BUSYBOX_REF,
-            &id,
-            "echo",
-            "hi",
-        ])
+        .ctr(&["run", "--rm", "--runtime", d.runtime(), BUSYBOX_REF, &id, "echo", "hi"])
         .run();
-    assert_eq!(
-        (out.code(), out.stdout_str().as_str()),
-        (Some(0), "hi\n"),
-        "{out}"
-    );
+    assert_eq!((out.code(), out.stdout_str().as_str()), (Some(0), "hi\n"), "{out}");
     d.assert_clean();
 
     // While it runs, the snapshot is an overlay mounted on <bundle>/rootfs; afterwards it is gone.
     let id = d.id("imgd");
-    d.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        d.runtime(),
-        BUSYBOX_REF,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .ok();
+    d.ctr(&["run", "-d", "--runtime", d.runtime(), BUSYBOX_REF, &id, "sleep", "1000"])
+        .ok();
     d.wait_task_status(&id, "RUNNING", T);
     let rootfs = d.bundle_dir(&id).join("rootfs");
     assert_eq!(
@@ -79,11 +55,7 @@ fn imported_busybox_image_runs_and_its_overlay_rootfs_is_unmounted() {
     d.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
     d.wait_task_status(&id, "STOPPED", T);
     d.ctr(&["task", "delete", &id]).ok();
-    assert_eq!(
-        mount_type_at(&rootfs),
-        None,
-        "rootfs still mounted after task delete"
-    );
+    assert_eq!(mount_type_at(&rootfs), None, "rootfs still mounted after task delete");
     d.ctr(&["container", "delete", &id]).ok();
     d.assert_clean();
 }

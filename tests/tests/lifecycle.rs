@@ -31,11 +31,7 @@ fn wait_handler(d: &Daemon, pid: u32, sig: i32) {
 /// The one shim process of container `id` (panics unless exactly one).
 fn shim_pid(d: &Daemon, id: &str) -> i32 {
     let shims = d.shim_processes(id);
-    assert_eq!(
-        shims.len(),
-        1,
-        "expected one shim process for {id}, got: {shims:#?}"
-    );
+    assert_eq!(shims.len(), 1, "expected one shim process for {id}, got: {shims:#?}");
     shims[0].pid
 }
 
@@ -111,10 +107,7 @@ fn container_create_task_start_detached_sigterm_delete_reports_status_and_leaves
         TRAP_TERM,
     ])
     .ok();
-    assert!(
-        d.task(&id).is_none(),
-        "no task may exist before `task start`"
-    );
+    assert!(d.task(&id).is_none(), "no task may exist before `task start`");
 
     d.ctr(&["task", "start", "-d", &id]).ok();
     let task = d.wait_task_status(&id, "RUNNING", T);
@@ -187,10 +180,7 @@ fn ctr_shim_state_and_pids_via_task_ps_and_ttrpc_answer() {
     let json: serde_json::Value = serde_json::from_str(&state.stdout_str())
         .unwrap_or_else(|e| panic!("`ctr shim state` did not print JSON ({e}): {state}"));
     assert_eq!(json["id"], id.as_str(), "state id: {state}");
-    assert_eq!(
-        json["pid"], task.pid,
-        "state pid must be the task pid: {state}"
-    );
+    assert_eq!(json["pid"], task.pid, "state pid must be the task pid: {state}");
     let status = &json["status"];
     assert!(
         status == 2 || status == "RUNNING",
@@ -209,9 +199,7 @@ fn ctr_shim_state_and_pids_via_task_ps_and_ttrpc_answer() {
     let client = connect(socket.to_str().expect("utf-8"));
     let mut req = PidsRequest::new();
     req.id = id.clone();
-    let pids = client
-        .pids(rpc_ctx(d.ns()), &req)
-        .expect("Pids on the shim socket");
+    let pids = client.pids(rpc_ctx(d.ns()), &req).expect("Pids on the shim socket");
     let listed: Vec<u32> = pids.processes.iter().map(|p| p.pid).collect();
     assert_eq!(listed, vec![task.pid], "Pids over ttrpc: {pids:?}");
     drop(client);
@@ -228,9 +216,7 @@ fn fifty_containers_in_a_row_leave_no_process_mount_fifo_socket_or_runc_state() 
     let d = Daemon::start();
     for i in 0..50 {
         let id = d.id(&format!("row{i}"));
-        let out = d
-            .run_rootfs(&["--rm"], &id, &["/bin/sh", "-c", "echo $0", "x"])
-            .run();
+        let out = d.run_rootfs(&["--rm"], &id, &["/bin/sh", "-c", "echo $0", "x"]).run();
         assert_eq!(
             (out.code(), out.stdout_str().as_str()),
             (Some(0), "x\n"),
@@ -246,19 +232,9 @@ fn shim_socket_is_a_socket_with_mode_0600() {
     let id = d.id("sockmode");
     d.run_rootfs(&["-d"], &id, &["/bin/sleep", "1000"]).ok();
     let sock = d.shim_socket(&id);
-    let meta = std::fs::symlink_metadata(&sock)
-        .unwrap_or_else(|e| panic!("shim socket {}: {e}", sock.display()));
-    assert!(
-        meta.file_type().is_socket(),
-        "{} is not a socket",
-        sock.display()
-    );
-    assert_eq!(
-        meta.permissions().mode() & 0o7777,
-        0o600,
-        "mode of {}",
-        sock.display()
-    );
+    let meta = std::fs::symlink_metadata(&sock).unwrap_or_else(|e| panic!("shim socket {}: {e}", sock.display()));
+    assert!(meta.file_type().is_socket(), "{} is not a socket", sock.display());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "mode of {}", sock.display());
     d.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
     d.wait_task_status(&id, "STOPPED", T);
     d.ctr(&["task", "delete", &id]).ok();
@@ -276,27 +252,17 @@ fn shim_socket_directory_has_mode_0700_even_if_it_existed_with_another_mode() {
     let id = d.id("sockdir");
     let dir = std::path::Path::new(e2e::util::SHIM_SOCKET_DIR);
     if dir.is_dir() {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod socket dir");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o600)).expect("chmod socket dir");
     }
     d.run_rootfs(&["-d"], &id, &["/bin/sleep", "1000"]).ok();
     let sock = d.shim_socket(&id);
     assert!(sock.exists(), "no shim socket {}", sock.display());
     assert_eq!(sock.parent(), Some(dir), "socket outside {}", dir.display());
-    let mode = std::fs::metadata(dir)
-        .expect("socket dir")
-        .permissions()
-        .mode()
-        & 0o7777;
+    let mode = std::fs::metadata(dir).expect("socket dir").permissions().mode() & 0o7777;
     d.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
     d.wait_task_status(&id, "STOPPED", T);
     d.ctr(&["task", "delete", &id]).ok();
     d.ctr(&["container", "delete", &id]).ok();
-    assert_eq!(
-        mode,
-        0o700,
-        "mode of {} while a shim listens in it",
-        dir.display()
-    );
+    assert_eq!(mode, 0o700, "mode of {} while a shim listens in it", dir.display());
     d.assert_clean();
 }

@@ -25,11 +25,7 @@ fn stdout_and_stderr_reach_ctr_separately() {
     let d = Daemon::start();
     let id = d.id("streams");
     let out = d
-        .run_rootfs(
-            &["--rm"],
-            &id,
-            &["/bin/sh", "-c", "echo to-out; echo to-err >&2"],
-        )
+        .run_rootfs(&["--rm"], &id, &["/bin/sh", "-c", "echo to-out; echo to-err >&2"])
         .run();
     assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(out.stdout_str(), "to-out\n", "stdout: {out}");
@@ -37,9 +33,6 @@ fn stdout_and_stderr_reach_ctr_separately() {
         out.stderr_str().contains("to-err\n"),
         "stderr must carry the container's stderr: {out}"
     );
-    assert!(
-        !out.stdout_str().contains("to-err"),
-        "stderr leaked into stdout: {out}"
-    );
+    assert!(!out.stdout_str().contains("to-err"), "stderr leaked into stdout: {out}");
     d.assert_clean();
 }

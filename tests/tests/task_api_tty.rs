@@ -1,0 +1,231 @@
+//! Task API, terminals: `ctr run -t` and `ctr task exec -t` driven from a pseudo-terminal,
+//! ResizePty as `stty size` sees it, CloseIO ending `cat`, and 10 MiB through a tty.
+
+use e2e::fifo::{FifoReader, FifoWriter};
+use e2e::requests::{describe_err, exec_req, Calls};
+use e2e::shim::rpc_ctx;
+use e2e::Daemon;
+use protos::task::CloseIORequest;
+use protos::types::Status;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Prints its tty, waits until the window has a size (ctr sends it only after the task
+/// started), prints `size1=R C`, waits for the size to change, prints `size2=R C`, exits 3.
+const SIZE_SCRIPT: &str = "tty; \
+    s=$(stty size 2>/dev/null); \
+    while [ -z \"$s\" ] || [ \"$s\" = '0 0' ]; do sleep 0.05; s=$(stty size 2>/dev/null); done; \
+    echo \"size1=$s\"; \
+    while [ \"$(stty size 2>/dev/null)\" = \"$s\" ]; do sleep 0.05; done; \
+    echo \"size2=$(stty size)\"; exit 3";
+
+/// Drives `p` (a ctr running [`SIZE_SCRIPT`] in a 40x120 pty): checks the tty, the initial
+/// size, a resize to 50x100, and ctr's exit status 3.
+fn check_size_script(d: &Daemon, mut p: e2e::pty::PtyChild, what: &str) {
+    assert!(
+        p.wait_for_text(T, "size1=40 120"),
+        "{what}: `stty size` inside never showed the 40x120 window\n{p}\n{}",
+        d.log_tail(30)
+    );
+    let out = p.output_str();
+    assert!(
+        out.contains("/dev/pts/"),
+        "{what}: `tty` inside must print a /dev/pts device\n{p}"
+    );
+    p.resize(50, 100);
+    assert!(
+        p.wait_for_text(T, "size2=50 100"),
+        "{what}: after the resize `stty size` never showed 50x100\n{p}\n{}",
+        d.log_tail(30)
+    );
+    let st = p.wait(T);
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(3),
+        "{what}: ctr must exit with the process's status 3\n{p}"
+    );
+}
+
+#[test]
+fn ctr_run_t_gives_the_container_a_tty_whose_size_follows_ctrs_terminal() {
+    let d = Daemon::start();
+    let id = d.id("runtty");
+    let rootfs = d.rootfs().to_str().expect("utf-8");
+    let p = d.ctr_in_pty(
+        &[
+            "run",
+            "-t",
+            "--rm",
+            "--runtime",
+            d.runtime(),
+            "--rootfs",
+            rootfs,
+            &id,
+            "/bin/sh",
+            "-c",
+            SIZE_SCRIPT,
+        ],
+        40,
+        120,
+    );
+    check_size_script(&d, p, "ctr run -t");
+    d.assert_clean();
+}
+
+#[test]
+fn ctr_task_exec_t_gives_the_exec_a_tty_whose_size_follows_ctrs_terminal() {
+    let d = Daemon::start();
+    let id = d.id("exectty");
+    d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
+    let p = d.ctr_in_pty(
+        &[
+            "task",
+            "exec",
+            "-t",
+            "--exec-id",
+            "t1",
+            &id,
+            "/bin/sh",
+            "-c",
+            SIZE_SCRIPT,
+        ],
+        40,
+        120,
+    );
+    check_size_script(&d, p, "ctr task exec -t");
+    assert_eq!(
+        d.task(&id).map(|t| t.status),
+        Some("RUNNING".to_string()),
+        "the container outlives its tty exec"
+    );
+    d.remove_container(&id);
+    d.assert_clean();
+}
+
+#[test]
+fn ten_mib_written_to_a_tty_reach_ctrs_terminal_whole() {
+    const SIZE: usize = 10 * 1024 * 1024;
+    let d = Daemon::start();
+    let id = d.id("bigtty");
+    let rootfs = d.rootfs().to_str().expect("utf-8");
+    let script = format!(
+        "dd if=/dev/zero bs=65536 count={} 2>/dev/null | tr '\\000' x; echo; echo END",
+        SIZE / 65536
+    );
+    let mut p = d.ctr_in_pty(
+        &[
+            "run",
+            "-t",
+            "--rm",
+            "--runtime",
+            d.runtime(),
+            "--rootfs",
+            rootfs,
+            &id,
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+        24,
+        80,
+    );
+    let st = p.wait(Duration::from_secs(120));
+    let out = p.output();
+    let xs = out.iter().filter(|&&b| b == b'x').count();
+    let tail = String::from_utf8_lossy(&out[out.len().saturating_sub(20)..]).into_owned();
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "ctr run -t must exit 0 ({xs} x received)\n{}",
+        p.stderr_str()
+    );
+    assert_eq!(xs, SIZE, "bytes of output lost or added through the tty; tail {tail:?}");
+    assert!(
+        tail.contains("END"),
+        "the last line after the 10 MiB is missing; tail {tail:?}"
+    );
+    d.assert_clean();
+}
+
+fn close_io(d: &Daemon, c: &Calls, id: &str, exec_id: &str) {
+    let mut r = CloseIORequest::new();
+    r.id = id.to_string();
+    r.exec_id = exec_id.to_string();
+    r.stdin = true;
+    c.client
+        .close_io(rpc_ctx(d.ns()), &r)
+        .unwrap_or_else(|e| panic!("CloseIO({id}/{exec_id}): {}", describe_err(&e)));
+}
+
+/// The client closes its stdin writer: `cat` keeps running (the shim holds the fifo open)
+/// until CloseIO, then sees EOF and exits 0. Without a terminal, and with one.
+#[test]
+fn close_io_after_the_client_closed_stdin_makes_cat_end_with_and_without_a_terminal() {
+    let d = Daemon::start();
+    let id = d.id("closeio");
+    d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
+    let client = d.shim_client(&id);
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    let dir = d.tmp().join("closeio-fifos");
+    std::fs::create_dir_all(&dir).expect("mkdir fifos");
+
+    for (exec_id, terminal) in [("cat-pipe", false), ("cat-tty", true)] {
+        let mut stdin = FifoWriter::create(&dir.join(format!("{exec_id}-stdin")));
+        let stdout = FifoReader::create(&dir.join(format!("{exec_id}-stdout")));
+        let stderr = (!terminal).then(|| FifoReader::create(&dir.join(format!("{exec_id}-stderr"))));
+        let mut req = exec_req(&d, &id, exec_id, &["/bin/cat"]);
+        if terminal {
+            let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
+            spec["terminal"] = serde_json::json!(true);
+            req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
+        }
+        req.terminal = terminal;
+        req.stdin = stdin.uri();
+        req.stdout = stdout.uri();
+        req.stderr = stderr.as_ref().map(FifoReader::uri).unwrap_or_default();
+        c.exec(&req);
+        c.start(&id, exec_id);
+        stdin.open(T);
+        stdin.write_all(b"hello\n");
+        assert!(
+            stdout.wait_text(T, |t| t.contains("hello")),
+            "{exec_id}: cat's echo never arrived: {:?}",
+            stdout.text()
+        );
+        stdin.close();
+        // The shim's own writer keeps the fifo open: no EOF for cat yet.
+        let ended_early = e2e::util::poll(Duration::from_millis(500), Duration::from_millis(50), || {
+            (c.state(&id, exec_id).status.enum_value() == Ok(Status::STOPPED)).then_some(())
+        });
+        assert!(
+            ended_early.is_none(),
+            "{exec_id}: cat ended when the client closed its writer, before CloseIO"
+        );
+        close_io(&d, &c, &id, exec_id);
+        let waited = std::thread::scope(|s| {
+            let w = s.spawn(|| c.wait(&id, exec_id));
+            let done = e2e::util::poll(T, Duration::from_millis(50), || w.is_finished().then_some(()));
+            if done.is_none() {
+                // Unblock the Wait before failing.
+                c.kill(&id, exec_id, 9, false);
+                panic!(
+                    "{exec_id}: cat did not end within {T:?} after CloseIO\n{}",
+                    d.log_tail(30)
+                );
+            }
+            w.join().expect("wait thread")
+        });
+        if !terminal {
+            assert_eq!(waited.exit_status, 0, "{exec_id}: cat at EOF exits 0: {waited:?}");
+        }
+        assert!(stdout.wait_eof(T), "{exec_id}: stdout fifo got no EOF after cat ended");
+        c.delete(&id, exec_id);
+    }
+    drop(client);
+    d.remove_container(&id);
+    d.assert_clean();
+}
