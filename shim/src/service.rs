@@ -1166,26 +1166,37 @@ impl Daemon {
     }
 
     pub fn pids_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
-        let res = result
-            .and_then(|out| runc_wrapper::parse_ps(&out))
-            .map_err(Error::from)
-            .and_then(|pids| {
-                let c = self.container(id)?;
-                let mut resp = PidsResponse::new();
-                for pid in pids {
-                    let mut info = ProcessInfo::new();
-                    info.pid = pid;
-                    if let Some((eid, _)) = c.execs.iter().find(|(_, p)| p.pid == pid && p.pid != 0) {
-                        let mut d = ProcessDetails::new();
-                        d.exec_id = eid.clone();
-                        if let Ok(a) = any::pack(any::RUNC_PROCESS_DETAILS, &d) {
-                            info.info = MessageField::some(a);
-                        }
+        let exited_init = self
+            .containers
+            .get(id)
+            .filter(|c| c.init_reaped && c.init.pid != 0)
+            .map(|c| c.init.pid);
+        let res = match (result.and_then(|out| runc_wrapper::parse_ps(&out)), exited_init) {
+            // A stopped task still owns its exited init until it is deleted. containerd
+            // 1.7+ drops a reloaded task whose Pids list is empty as a "leaked shim",
+            // which would lose an exit that happened while it was down; listing the
+            // exited init keeps the task and its exit status.
+            (Ok(pids), Some(init)) if pids.is_empty() => Ok(vec![init]),
+            (Err(_), Some(init)) => Ok(vec![init]),
+            (other, _) => other,
+        };
+        let res = res.map_err(Error::from).and_then(|pids| {
+            let c = self.container(id)?;
+            let mut resp = PidsResponse::new();
+            for pid in pids {
+                let mut info = ProcessInfo::new();
+                info.pid = pid;
+                if let Some((eid, _)) = c.execs.iter().find(|(_, p)| p.pid == pid && p.pid != 0) {
+                    let mut d = ProcessDetails::new();
+                    d.exec_id = eid.clone();
+                    if let Ok(a) = any::pack(any::RUNC_PROCESS_DETAILS, &d) {
+                        info.info = MessageField::some(a);
                     }
-                    resp.processes.push(info);
                 }
-                Ok(resp)
-            });
+                resp.processes.push(info);
+            }
+            Ok(resp)
+        });
         self.answer(r, res);
     }
 
