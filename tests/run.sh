@@ -41,7 +41,7 @@ if [ -z "${E2E_GO_BASELINE:-}" ] && [ -z "${SHIM_BIN:-}" ]; then
   # Unit tests of every crate except the e2e suite (which runs per version below).
   cargo test --workspace --exclude e2e -- --test-threads=2
 fi
-cargo test -p e2e --no-run
+cargo test -p e2e --features cri --no-run
 
 total_pass=0
 total_fail=0
@@ -63,7 +63,7 @@ for v in $VERSIONS; do
   set +e
   # shellcheck disable=SC2086
   E2E_CONTAINERD="$v" SHIM_BIN="$shim" E2E_LOG_DIR="$logs/failed-$v" \
-    cargo test -p e2e --no-fail-fast -- --test-threads=2 ${E2E_FILTER:-} 2>&1 | tee "$log"
+    cargo test -p e2e --features cri --no-fail-fast -- --test-threads=2 ${E2E_FILTER:-} 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
   secs=$(( $(date +%s) - start ))

@@ -7,8 +7,10 @@
 //!
 //! * replace: `io.containerd.runc.v2` resolves to our shim, installed first in containerd's
 //!   PATH (what `packaging/install.sh` does with `/usr/local/bin`);
-//! * side by side: our shim by its absolute `runtime_path` (`ctr run --runtime <path>`), while
-//!   `io.containerd.runc.v2` keeps resolving to the Go shim in PATH.
+//! * side by side: our shim under a runtime of its own while `io.containerd.runc.v2` keeps
+//!   resolving to the Go shim in PATH: on 1.6/1.7 the runtime type `io.containerd.runc-rs.v2`
+//!   (binary `containerd-shim-runc-rs-v2`, found in containerd's cwd/PATH), on 2.x the absolute
+//!   `runtime_path` (`ctr run --runtime <path>`).
 
 use e2e::config::{snippet_body, ConfigVersion, ContainerdConfig};
 use e2e::{procfs, Daemon, DaemonOptions};
@@ -19,6 +21,9 @@ const T: Duration = Duration::from_secs(20);
 /// Where the snippets expect our shim (`packaging/install.sh`).
 const REPLACE_PATH: &str = "/usr/local/bin/containerd-shim-runc-v2";
 const SIDE_BY_SIDE_PATH: &str = "/usr/local/lib/containerd-shim-rs/containerd-shim-runc-v2";
+/// The side-by-side runtime type of the version 2 snippets, and the binary it resolves to.
+const SIDE_BY_SIDE_TYPE: &str = "io.containerd.runc-rs.v2";
+const SIDE_BY_SIDE_BINARY: &str = "containerd-shim-runc-rs-v2";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -122,9 +127,19 @@ fn run_and_remove(d: &Daemon, runtime: &str, name: &str) -> PathBuf {
     exe
 }
 
+/// How a snippet's runtime reaches our shim in the test daemon.
+struct Ours {
+    /// Where `SHIM_BIN` was put (a symlink) for containerd to find it.
+    path: PathBuf,
+    /// The `ctr run --runtime` value that selects it.
+    ctr_runtime: String,
+    /// What the CRI plugin's logged config must mention for the snippet's runtime.
+    cri_marker: String,
+}
+
 /// Starts a daemon whose config is the generated one plus the packaged snippet (paths pointed
 /// at `SHIM_BIN`), with CRI enabled when `cri`.
-fn daemon_with_snippet(kind: Kind, cri: bool) -> (Daemon, String, PathBuf) {
+fn daemon_with_snippet(kind: Kind, cri: bool) -> (Daemon, String, Ours) {
     let v = e2e::config::containerd_version().config_version();
     let file = snippet_file(v, kind);
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
@@ -138,41 +153,74 @@ fn daemon_with_snippet(kind: Kind, cri: bool) -> (Daemon, String, PathBuf) {
         file.display()
     );
     let shim = e2e::util::shim_bin();
-    let mut our_path = PathBuf::new();
+    let mut ours = Ours {
+        path: PathBuf::new(),
+        ctr_runtime: String::new(),
+        cri_marker: String::new(),
+    };
     let d = Daemon::start_configured(
         DaemonOptions {
             shim_in_path: kind == Kind::Replace,
         },
         |c: &mut ContainerdConfig| {
             let tmp = c.root.parent().expect("temp dir").to_path_buf();
-            let (packaged, ours) = match kind {
+            let body = match (kind, v) {
                 // The daemon's bin dir is first in its PATH and holds SHIM_BIN under this name.
-                Kind::Replace => (REPLACE_PATH, tmp.join("bin/containerd-shim-runc-v2")),
-                Kind::SideBySide => {
+                (Kind::Replace, _) => {
+                    let p = tmp.join("bin/containerd-shim-runc-v2");
+                    assert!(text.contains(REPLACE_PATH), "{} does not name {REPLACE_PATH}", file.display());
+                    ours = Ours {
+                        ctr_runtime: e2e::RUNC_V2_RUNTIME.to_string(),
+                        cri_marker: p.to_string_lossy().into_owned(),
+                        path: p.clone(),
+                    };
+                    snippet_body(&text).replace(REPLACE_PATH, &p.to_string_lossy())
+                }
+                // A runtime type of our own: containerd looks its binary up in its cwd (the
+                // daemon's bin dir), then PATH, as `install.sh --side-by-side` provides it.
+                (Kind::SideBySide, ConfigVersion::V2) => {
+                    let marker = format!("runtime_type = \"{SIDE_BY_SIDE_TYPE}\"");
+                    assert!(text.contains(&marker), "{} does not use {SIDE_BY_SIDE_TYPE}", file.display());
+                    let dir = tmp.join("bin");
+                    std::fs::create_dir_all(&dir).expect("mkdir bin");
+                    let p = dir.join(SIDE_BY_SIDE_BINARY);
+                    std::os::unix::fs::symlink(&shim, &p).expect("symlink shim");
+                    ours = Ours {
+                        path: p,
+                        ctr_runtime: SIDE_BY_SIDE_TYPE.to_string(),
+                        cri_marker: SIDE_BY_SIDE_TYPE.to_string(),
+                    };
+                    snippet_body(&text)
+                }
+                (Kind::SideBySide, ConfigVersion::V3) => {
+                    assert!(text.contains(SIDE_BY_SIDE_PATH), "{} does not name {SIDE_BY_SIDE_PATH}", file.display());
                     let dir = tmp.join("shim-rs");
                     std::fs::create_dir_all(&dir).expect("mkdir shim-rs");
                     let p = dir.join("containerd-shim-runc-v2");
                     std::os::unix::fs::symlink(&shim, &p).expect("symlink shim");
-                    (SIDE_BY_SIDE_PATH, p)
+                    ours = Ours {
+                        ctr_runtime: p.to_string_lossy().into_owned(),
+                        cri_marker: p.to_string_lossy().into_owned(),
+                        path: p.clone(),
+                    };
+                    snippet_body(&text).replace(SIDE_BY_SIDE_PATH, &p.to_string_lossy())
                 }
             };
-            assert!(text.contains(packaged), "{} does not name {packaged}", file.display());
-            let body = snippet_body(&text).replace(packaged, &ours.to_string_lossy());
             if cri {
                 c.disabled_plugins.clear();
                 c.extra = format!("{}\n{body}\n", cri_settings(c.version, &tmp));
             } else {
                 c.extra = body;
             }
-            our_path = ours;
         },
     );
     let text = std::fs::read_to_string(d.config_path()).expect("read config");
-    (d, text, our_path)
+    (d, text, ours)
 }
 
-/// With CRI enabled, the CRI plugin came up with the snippet's runtime and our path.
-fn assert_cri_loaded_snippet(d: &Daemon, our_path: &Path, handler: &str) {
+/// With CRI enabled, the CRI plugin came up with the snippet's runtime and `marker` (our path
+/// or our runtime type) in its config.
+fn assert_cri_loaded_snippet(d: &Daemon, marker: &str, handler: &str) {
     let log = e2e::util::poll(Duration::from_secs(10), Duration::from_millis(100), || {
         let log = d.log_text();
         let started = log.contains("Start cri plugin with config")
@@ -186,13 +234,13 @@ fn assert_cri_loaded_snippet(d: &Daemon, our_path: &Path, handler: &str) {
             panic!("the CRI plugin failed with the snippet: {l}");
         }
     }
-    let p = our_path.to_string_lossy();
+    let p = marker;
     let line = log
         .lines()
-        .find(|l| (l.contains("Start cri plugin with config") || l.contains("starting cri plugin")) && l.contains(&*p))
+        .find(|l| (l.contains("Start cri plugin with config") || l.contains("starting cri plugin")) && l.contains(p))
         .unwrap_or_else(|| {
             panic!(
-                "the CRI plugin's config never mentions runtime {handler} with runtime_path {p}\n{}",
+                "the CRI plugin's config never mentions runtime {handler} with {p}\n{}",
                 log.lines()
                     .filter(|l| l.contains("cri"))
                     .map(|l| format!("    {}\n", e2e::util::head(l, 1500)))
@@ -203,12 +251,12 @@ fn assert_cri_loaded_snippet(d: &Daemon, our_path: &Path, handler: &str) {
 }
 
 fn check_snippet(kind: Kind, cri: bool) {
-    let (d, config, our_path) = daemon_with_snippet(kind, cri);
+    let (d, config, ours) = daemon_with_snippet(kind, cri);
     let shim = canonical(d.shim_bin());
     if cri {
         assert_cri_loaded_snippet(
             &d,
-            &our_path,
+            &ours.cri_marker,
             match kind {
                 Kind::Replace => "runc",
                 Kind::SideBySide => "runc-rs",
@@ -218,7 +266,7 @@ fn check_snippet(kind: Kind, cri: bool) {
     match kind {
         Kind::Replace => {
             assert_eq!(
-                canonical(&our_path),
+                canonical(&ours.path),
                 shim,
                 "the replace snippet's runtime_path must be SHIM_BIN in this daemon"
             );
@@ -229,8 +277,9 @@ fn check_snippet(kind: Kind, cri: bool) {
             );
         }
         Kind::SideBySide => {
-            let exe = run_and_remove(&d, our_path.to_str().expect("utf-8"), "ours");
-            assert_eq!(exe, shim, "the side-by-side runtime_path runs another shim");
+            assert_eq!(canonical(&ours.path), shim, "the side-by-side install must be SHIM_BIN");
+            let exe = run_and_remove(&d, &ours.ctr_runtime, "ours");
+            assert_eq!(exe, shim, "the side-by-side runtime {} runs another shim", ours.ctr_runtime);
             // Next to it, io.containerd.runc.v2 still means the Go shim first in PATH.
             let go = first_in_path(d.path_env()).expect("a containerd-shim-runc-v2 in PATH");
             let exe = run_and_remove(&d, e2e::RUNC_V2_RUNTIME, "go");
@@ -246,7 +295,7 @@ fn replace_snippet_with_cri_enabled_runs_io_containerd_runc_v2_through_our_shim(
 }
 
 #[test]
-fn side_by_side_snippet_with_cri_enabled_runs_our_shim_by_path_next_to_the_go_shim() {
+fn side_by_side_snippet_with_cri_enabled_runs_our_shim_next_to_the_go_shim() {
     check_snippet(Kind::SideBySide, true);
 }
 

@@ -77,14 +77,19 @@ fn daemon_config_comes_from_the_packaging_snippet() {
     let h = d.handler();
     assert_eq!(h.name, "runc-rs");
     assert_eq!(
-        h.packaged_path, "/usr/local/lib/containerd-shim-rs/containerd-shim-runc-v2",
-        "runtime_path of packaging/containerd/config-v2-side-by-side.toml"
+        h.resolution,
+        e2e::cri::config::ShimResolution::BinaryName("containerd-shim-runc-rs-v2".into()),
+        "runtime type of packaging/containerd/config-v2-side-by-side.toml"
+    );
+    let linked = d.tmp().join("bin/containerd-shim-runc-rs-v2");
+    assert_eq!(
+        std::fs::canonicalize(&linked).ok(),
+        std::fs::canonicalize(d.shim_bin()).ok(),
+        "containerd's PATH must resolve the snippet's runtime to the shim under test"
     );
     for want in [
         "restrict_oom_score_adj = true".to_string(),
-        format!("runtime_path = \"{}\"", d.shim_bin().display()),
-        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc-rs.options]".to_string(),
-        "SystemdCgroup = false".to_string(),
+        "runtime_type = \"io.containerd.runc-rs.v2\"".to_string(),
         format!("sandbox_image = \"{}\"", e2e::cri::PAUSE_IMAGE),
     ] {
         assert!(text.contains(&want), "config lacks {want:?}:\n{text}");

@@ -40,8 +40,25 @@ pub struct RuntimeHandler {
     pub name: String,
     /// The snippet makes it the default runtime: pods get it with an empty handler.
     pub is_default: bool,
+    /// How containerd finds the shim for this runtime.
+    pub resolution: ShimResolution,
+}
+
+/// How a runtime of a snippet names its shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimResolution {
     /// `runtime_path` as written in the snippet (replaced by `SHIM_BIN` in the daemon config).
-    pub packaged_path: String,
+    Path(String),
+    /// No `runtime_path`: containerd looks up this binary name, derived from the runtime type
+    /// (`io.containerd.<a>.<b>` → `containerd-shim-<a>-<b>`), in its PATH.
+    BinaryName(String),
+}
+
+/// The shim binary containerd looks up for a runtime type (its last two dotted parts).
+pub fn binary_name(runtime_type: &str) -> String {
+    let parts: Vec<&str> = runtime_type.split('.').collect();
+    assert!(parts.len() >= 2, "runtime type {runtime_type:?} has fewer than two parts");
+    format!("containerd-shim-{}-{}", parts[parts.len() - 2], parts[parts.len() - 1])
 }
 
 impl RuntimeHandler {
@@ -166,8 +183,10 @@ impl CriConfig {
         (config.to_string(), handler)
     }
 
-    /// Rewrites `runtime_path` of the snippet's runtimes to the shim under test and adds the
-    /// annotation pass-through lists; returns the runtime the snippet defines.
+    /// Rewrites `runtime_path` of the snippet's runtime to the shim under test (a runtime
+    /// resolved by binary name is linked into the daemon's PATH by the daemon) and adds the
+    /// annotation pass-through lists; returns the runtime the snippet defines: its only
+    /// runtime, or the one it adds next to the stock `runc`.
     fn point_runtimes_at_shim(&self, snippet: &mut Table) -> RuntimeHandler {
         let containerd = table_at(snippet, &["plugins", CRI_PLUGIN_V2, "containerd"])
             .unwrap_or_else(|| panic!("the snippet configures no plugins.\"{CRI_PLUGIN_V2}\".containerd"));
@@ -179,27 +198,43 @@ impl CriConfig {
             .get_mut("runtimes")
             .and_then(Value::as_table_mut)
             .expect("the snippet configures no runtimes");
+        let ours: Vec<String> = if runtimes.len() == 1 {
+            runtimes.keys().cloned().collect()
+        } else {
+            runtimes.keys().filter(|k| *k != "runc").cloned().collect()
+        };
         assert_eq!(
-            runtimes.len(),
+            ours.len(),
             1,
-            "expected the snippet to configure exactly one runtime: {runtimes:?}"
+            "expected the snippet to configure one runtime, or one next to the stock runc: {runtimes:?}"
         );
-        let (name, rt) = runtimes.iter_mut().next().expect("one runtime");
-        let rt = rt.as_table_mut().expect("the runtime is a table");
-        assert_eq!(
-            rt.get("runtime_type").and_then(Value::as_str),
-            Some("io.containerd.runc.v2"),
-            "runtime {name} of the snippet is not of type io.containerd.runc.v2"
-        );
-        let packaged_path = rt
-            .get("runtime_path")
+        let name = ours[0].clone();
+        let rt = runtimes
+            .get_mut(&name)
+            .and_then(Value::as_table_mut)
+            .expect("the runtime is a table");
+        let runtime_type = rt
+            .get("runtime_type")
             .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("runtime {name} of the snippet has no runtime_path"))
+            .unwrap_or_else(|| panic!("runtime {name} of the snippet has no runtime_type"))
             .to_string();
-        rt.insert(
-            "runtime_path".into(),
-            Value::String(self.shim.to_string_lossy().into_owned()),
-        );
+        let resolution = match rt.get("runtime_path").and_then(Value::as_str) {
+            Some(p) => {
+                let packaged = p.to_string();
+                rt.insert(
+                    "runtime_path".into(),
+                    Value::String(self.shim.to_string_lossy().into_owned()),
+                );
+                ShimResolution::Path(packaged)
+            }
+            None => {
+                assert_ne!(
+                    runtime_type, "io.containerd.runc.v2",
+                    "runtime {name} would resolve to the Go shim's binary name"
+                );
+                ShimResolution::BinaryName(binary_name(&runtime_type))
+            }
+        };
         let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
         if !self.pod_annotations.is_empty() {
             rt.insert("pod_annotations".into(), strings(&self.pod_annotations));
@@ -209,8 +244,8 @@ impl CriConfig {
         }
         RuntimeHandler {
             is_default: default_name.as_deref() == Some(name.as_str()),
-            name: name.clone(),
-            packaged_path,
+            name,
+            resolution,
         }
     }
 }
@@ -323,10 +358,7 @@ mod tests {
         assert_eq!(h.name, "runc-rs");
         assert!(!h.is_default);
         assert_eq!(h.request_name(), "runc-rs");
-        assert_eq!(
-            h.packaged_path,
-            "/usr/local/lib/containerd-shim-rs/containerd-shim-runc-v2"
-        );
+        assert_eq!(h.resolution, ShimResolution::BinaryName("containerd-shim-runc-rs-v2".into()));
         let t: Table = text.parse().expect("rendered config parses");
         assert_eq!(t["version"].as_integer(), Some(2));
         let cri = t["plugins"][CRI_PLUGIN_V2].as_table().expect("cri table");
@@ -334,10 +366,12 @@ mod tests {
         assert_eq!(cri["sandbox_image"].as_str(), Some("e2e.local/pause:1"));
         assert_eq!(cri["cni"]["conf_dir"].as_str(), Some("/tmp/x/cni/net.d"));
         let rt = &cri["containerd"]["runtimes"]["runc-rs"];
-        assert_eq!(rt["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
-        assert_eq!(rt["runtime_path"].as_str(), Some("/opt/shim"));
-        assert_eq!(rt["options"]["SystemdCgroup"].as_bool(), Some(false));
+        assert_eq!(rt["runtime_type"].as_str(), Some("io.containerd.runc-rs.v2"));
+        assert!(rt.get("runtime_path").is_none(), "{text}");
         assert_eq!(rt["pod_annotations"].as_array().map(Vec::len), Some(1), "{text}");
+        let stock = &cri["containerd"]["runtimes"]["runc"];
+        assert_eq!(stock["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+        assert_eq!(binary_name("io.containerd.runc.v2"), "containerd-shim-runc-v2");
         assert_eq!(cri["containerd"]["snapshotter"].as_str(), Some("overlayfs"));
         assert!(!text.contains("/usr/local/"), "{text}");
     }
@@ -353,6 +387,10 @@ mod tests {
         assert_eq!(ctd["default_runtime_name"].as_str(), Some("runc"));
         assert_eq!(ctd["snapshotter"].as_str(), Some("overlayfs"));
         assert_eq!(ctd["runtimes"]["runc"]["runtime_path"].as_str(), Some("/opt/shim"));
+        assert_eq!(
+            h.resolution,
+            ShimResolution::Path("/usr/local/bin/containerd-shim-runc-v2".into())
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::api::*;
 use super::client::{CreatedIds, CriClient, CriError, CriResult};
-use super::config::{CniNetwork, CriConfig, RuntimeHandler, Snippet};
+use super::config::{CniNetwork, CriConfig, RuntimeHandler, ShimResolution, Snippet};
 use super::image::{build_cri_images, BUSYBOX_IMAGE, PAUSE_IMAGE};
 use crate::cleanup::OwnedProcess;
 use crate::command;
@@ -127,21 +127,26 @@ impl CriDaemon {
                                   // with 1.6.20: a logging wrapper as runtime_path is never run; the shim comes from
                                   // containerd's PATH). There the shim under test must be first in PATH, as
                                   // packaging/install.sh installs it; 1.7+ must honour the snippet's runtime_path.
-        let version = containerd_version();
-        let shim_in_path = version < (1, 7);
+        // The replace snippet installs our shim first in PATH (packaging/install.sh), which
+        // is also the only way on 1.6; a runtime resolved by binary name (the side-by-side
+        // snippet's io.containerd.runc-rs.v2) finds that name in PATH.
+        let shim_in_path = opts.snippet == Snippet::Replace;
         let bin_dir = tmp.join("bin");
         std::fs::create_dir_all(&bin_dir).expect("mkdir bin");
+        let mut links: Vec<String> = Vec::new();
+        if shim_in_path {
+            links.push("containerd-shim-runc-v2".into());
+        }
+        if let ShimResolution::BinaryName(name) = &handler.resolution {
+            links.push(name.clone());
+        }
+        for name in &links {
+            std::os::unix::fs::symlink(&shim, bin_dir.join(name)).expect("symlink shim into bin dir");
+        }
         let host_path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-        let path_env = if shim_in_path {
-            std::os::unix::fs::symlink(&shim, bin_dir.join("containerd-shim-runc-v2"))
-                .expect("symlink shim into bin dir");
-            let mut p = bin_dir.clone().into_os_string();
-            p.push(":");
-            p.push(&host_path);
-            p
-        } else {
-            host_path
-        };
+        let mut path_env = bin_dir.clone().into_os_string();
+        path_env.push(":");
+        path_env.push(&host_path);
         let mut d = CriDaemon {
             cgroup_root: format!("e2e-cri-{suffix}"),
             suffix,
