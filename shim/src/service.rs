@@ -724,6 +724,9 @@ impl Daemon {
     pub fn start_exec_done(&mut self, id: &str, exec_id: &str, r: Responder, result: Result<Vec<u8>, Error>) {
         self.learning -= 1;
         let Some(c) = self.containers.get(id) else {
+            // The container was deleted meanwhile (its init had exited): whatever runc
+            // started was killed with it; the caller still gets an answer.
+            self.answer::<Empty>(r, Err(Error::container_not_created()));
             return;
         };
         let pid_file = c.bundle.join(format!("{exec_id}.pid"));
@@ -753,6 +756,7 @@ impl Daemon {
                 // The exec never ran: it counts as exited so that Wait returns.
                 self.close_process_io(id, exec_id);
                 let Some(p) = self.containers.get_mut(id).and_then(|c| c.execs.get_mut(exec_id)) else {
+                    self.answer::<Empty>(r, Err(e));
                     return;
                 };
                 p.io = Default::default();

@@ -168,7 +168,11 @@ fn daemon_with_snippet(kind: Kind, cri: bool) -> (Daemon, String, Ours) {
                 // The daemon's bin dir is first in its PATH and holds SHIM_BIN under this name.
                 (Kind::Replace, _) => {
                     let p = tmp.join("bin/containerd-shim-runc-v2");
-                    assert!(text.contains(REPLACE_PATH), "{} does not name {REPLACE_PATH}", file.display());
+                    assert!(
+                        text.contains(REPLACE_PATH),
+                        "{} does not name {REPLACE_PATH}",
+                        file.display()
+                    );
                     ours = Ours {
                         ctr_runtime: e2e::RUNC_V2_RUNTIME.to_string(),
                         cri_marker: p.to_string_lossy().into_owned(),
@@ -180,7 +184,11 @@ fn daemon_with_snippet(kind: Kind, cri: bool) -> (Daemon, String, Ours) {
                 // daemon's bin dir), then PATH, as `install.sh --side-by-side` provides it.
                 (Kind::SideBySide, ConfigVersion::V2) => {
                     let marker = format!("runtime_type = \"{SIDE_BY_SIDE_TYPE}\"");
-                    assert!(text.contains(&marker), "{} does not use {SIDE_BY_SIDE_TYPE}", file.display());
+                    assert!(
+                        text.contains(&marker),
+                        "{} does not use {SIDE_BY_SIDE_TYPE}",
+                        file.display()
+                    );
                     let dir = tmp.join("bin");
                     std::fs::create_dir_all(&dir).expect("mkdir bin");
                     let p = dir.join(SIDE_BY_SIDE_BINARY);
@@ -193,7 +201,11 @@ fn daemon_with_snippet(kind: Kind, cri: bool) -> (Daemon, String, Ours) {
                     snippet_body(&text)
                 }
                 (Kind::SideBySide, ConfigVersion::V3) => {
-                    assert!(text.contains(SIDE_BY_SIDE_PATH), "{} does not name {SIDE_BY_SIDE_PATH}", file.display());
+                    assert!(
+                        text.contains(SIDE_BY_SIDE_PATH),
+                        "{} does not name {SIDE_BY_SIDE_PATH}",
+                        file.display()
+                    );
                     let dir = tmp.join("shim-rs");
                     std::fs::create_dir_all(&dir).expect("mkdir shim-rs");
                     let p = dir.join("containerd-shim-runc-v2");
@@ -279,7 +291,11 @@ fn check_snippet(kind: Kind, cri: bool) {
         Kind::SideBySide => {
             assert_eq!(canonical(&ours.path), shim, "the side-by-side install must be SHIM_BIN");
             let exe = run_and_remove(&d, &ours.ctr_runtime, "ours");
-            assert_eq!(exe, shim, "the side-by-side runtime {} runs another shim", ours.ctr_runtime);
+            assert_eq!(
+                exe, shim,
+                "the side-by-side runtime {} runs another shim",
+                ours.ctr_runtime
+            );
             // Next to it, io.containerd.runc.v2 still means the Go shim first in PATH.
             let go = first_in_path(d.path_env()).expect("a containerd-shim-runc-v2 in PATH");
             let exe = run_and_remove(&d, e2e::RUNC_V2_RUNTIME, "go");

@@ -57,7 +57,10 @@ pub enum ShimResolution {
 /// The shim binary containerd looks up for a runtime type (its last two dotted parts).
 pub fn binary_name(runtime_type: &str) -> String {
     let parts: Vec<&str> = runtime_type.split('.').collect();
-    assert!(parts.len() >= 2, "runtime type {runtime_type:?} has fewer than two parts");
+    assert!(
+        parts.len() >= 2,
+        "runtime type {runtime_type:?} has fewer than two parts"
+    );
     format!("containerd-shim-{}-{}", parts[parts.len() - 2], parts[parts.len() - 1])
 }
 
@@ -358,7 +361,10 @@ mod tests {
         assert_eq!(h.name, "runc-rs");
         assert!(!h.is_default);
         assert_eq!(h.request_name(), "runc-rs");
-        assert_eq!(h.resolution, ShimResolution::BinaryName("containerd-shim-runc-rs-v2".into()));
+        assert_eq!(
+            h.resolution,
+            ShimResolution::BinaryName("containerd-shim-runc-rs-v2".into())
+        );
         let t: Table = text.parse().expect("rendered config parses");
         assert_eq!(t["version"].as_integer(), Some(2));
         let cri = t["plugins"][CRI_PLUGIN_V2].as_table().expect("cri table");

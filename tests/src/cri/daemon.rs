@@ -122,14 +122,13 @@ impl CriDaemon {
                 p.display()
             );
         }
-        delete_link(&net.bridge); // a leftover of an earlier run with the same pid
-                                  // containerd 1.6 parses the handler's `runtime_path` but CRI never uses it (observed
-                                  // with 1.6.20: a logging wrapper as runtime_path is never run; the shim comes from
-                                  // containerd's PATH). There the shim under test must be first in PATH, as
-                                  // packaging/install.sh installs it; 1.7+ must honour the snippet's runtime_path.
-        // The replace snippet installs our shim first in PATH (packaging/install.sh), which
-        // is also the only way on 1.6; a runtime resolved by binary name (the side-by-side
-        // snippet's io.containerd.runc-rs.v2) finds that name in PATH.
+        // A leftover of an earlier run with the same pid.
+        delete_link(&net.bridge);
+        // containerd 1.6 parses a handler's `runtime_path` but its CRI never uses it (observed
+        // with 1.6.20: a logging wrapper as runtime_path is never run; the shim comes from
+        // containerd's PATH). The replace snippet installs our shim first in PATH
+        // (packaging/install.sh), which also works on 1.6; a runtime resolved by binary name
+        // (the side-by-side snippet's io.containerd.runc-rs.v2) finds that name in PATH.
         let shim_in_path = opts.snippet == Snippet::Replace;
         let bin_dir = tmp.join("bin");
         std::fs::create_dir_all(&bin_dir).expect("mkdir bin");
