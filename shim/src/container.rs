@@ -133,6 +133,32 @@ pub struct Container {
 }
 
 impl Container {
+    /// A container whose init has not been created by runc yet.
+    pub fn new(
+        bundle: PathBuf,
+        runc: Runc,
+        options: Options,
+        rootfs: Vec<MountSpec>,
+        init: Process,
+        kill_all_on_exit: bool,
+    ) -> Container {
+        Container {
+            bundle,
+            runc,
+            options,
+            rootfs,
+            init,
+            execs: BTreeMap::new(),
+            kill_all_on_exit,
+            running_execs: 0,
+            init_reaped: false,
+            init_exit_deferred: None,
+            created: false,
+            cgroup: None,
+            oom: None,
+        }
+    }
+
     pub fn process(&self, exec_id: &str) -> Option<&Process> {
         if exec_id.is_empty() {
             Some(&self.init)

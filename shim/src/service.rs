@@ -341,24 +341,9 @@ impl Daemon {
                 parent: (!req.parent_checkpoint.is_empty()).then(|| PathBuf::from(&req.parent_checkpoint)),
                 child: prepared.child,
             });
-            self.containers.insert(
-                req.id.clone(),
-                Container {
-                    bundle,
-                    runc,
-                    options: opts,
-                    rootfs: mounts,
-                    init,
-                    execs: Default::default(),
-                    kill_all_on_exit,
-                    running_execs: 0,
-                    init_reaped: false,
-                    init_exit_deferred: None,
-                    created: true,
-                    cgroup: None,
-                    oom: None,
-                },
-            );
+            let mut c = Container::new(bundle, runc, opts, mounts, init, kill_all_on_exit);
+            c.created = true;
+            self.containers.insert(req.id.clone(), c);
             self.publish_task_create(&req.id, &req.checkpoint);
             self.answer(r, Ok(CreateTaskResponse::new()));
             return Ok(());
@@ -378,24 +363,8 @@ impl Daemon {
         init.io = prepared.io;
         init.busy = true;
         let io = prepared.child.map_or(RuncIo::Capture, RuncIo::Container);
-        self.containers.insert(
-            req.id.clone(),
-            Container {
-                bundle,
-                runc,
-                options: opts,
-                rootfs: mounts,
-                init,
-                execs: Default::default(),
-                kill_all_on_exit,
-                running_execs: 0,
-                init_reaped: false,
-                init_exit_deferred: None,
-                created: false,
-                cgroup: None,
-                oom: None,
-            },
-        );
+        let c = Container::new(bundle, runc, opts, mounts, init, kill_all_on_exit);
+        self.containers.insert(req.id.clone(), c);
         self.learning += 1;
         let id = req.id.clone();
         self.spawn_when_ready(

@@ -29,13 +29,25 @@ pub fn oci_arch() -> &'static str {
 /// Builds `<work>/busybox-oci.tar`: an OCI image layout (one uncompressed layer holding the
 /// busybox tree) named [`BUSYBOX_REF`]. Returns the tarball's path.
 pub fn build_busybox_image(work: &Path) -> PathBuf {
-    let tree = work.join("image-rootfs");
-    let layout = work.join("image-layout");
+    let config = json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+    });
+    build_image_tarball(work, "busybox-oci.tar", &[(BUSYBOX_REF, config)])
+}
+
+/// Builds `<work>/<file>`: an OCI image layout tarball for `ctr images import` holding one
+/// image per `(reference, image config)`, all sharing one uncompressed layer made of the
+/// busybox tree. Returns the tarball's path.
+pub fn build_image_tarball(work: &Path, file: &str, images: &[(&str, serde_json::Value)]) -> PathBuf {
+    let stem = file.trim_end_matches(".tar");
+    let tree = work.join(format!("{stem}-rootfs"));
+    let layout = work.join(format!("{stem}-layout"));
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir image layout");
     rootfs::populate(&tree);
 
-    let layer_tar = work.join("layer.tar");
+    let layer_tar = work.join(format!("{stem}-layer.tar"));
     command::run_ok(
         Command::new("tar")
             .args([
@@ -55,40 +67,42 @@ pub fn build_busybox_image(work: &Path) -> PathBuf {
     let layer = std::fs::read(&layer_tar).expect("read layer tar");
     let layer_digest = format!("sha256:{}", sha256_hex(&layer));
     std::fs::rename(&layer_tar, blobs.join(&layer_digest[7..])).expect("move layer blob");
+    let _ = std::fs::remove_dir_all(&tree);
 
-    let config = json!({
-        "architecture": oci_arch(),
-        "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["sh"],
-        },
-        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
-        "history": [{ "created_by": "e2e test harness: host busybox" }],
-    });
-    let (config_digest, config_size) = write_blob(&blobs, &config);
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MT_MANIFEST,
-        "config": { "mediaType": MT_CONFIG, "digest": config_digest, "size": config_size },
-        "layers": [{ "mediaType": MT_LAYER, "digest": layer_digest, "size": layer.len() }],
-    });
-    let (manifest_digest, manifest_size) = write_blob(&blobs, &manifest);
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
+    let mut manifests = Vec::new();
+    for (reference, image_config) in images {
+        let config = json!({
+            "architecture": oci_arch(),
+            "os": "linux",
+            "config": image_config,
+            "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+            "history": [{ "created_by": format!("e2e test harness: host busybox as {reference}") }],
+        });
+        let (config_digest, config_size) = write_blob(&blobs, &config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "config": { "mediaType": MT_CONFIG, "digest": config_digest, "size": config_size },
+            "layers": [{ "mediaType": MT_LAYER, "digest": layer_digest, "size": layer.len() }],
+        });
+        let (manifest_digest, manifest_size) = write_blob(&blobs, &manifest);
+        manifests.push(json!({
             "mediaType": MT_MANIFEST,
             "digest": manifest_digest,
             "size": manifest_size,
             "platform": { "architecture": oci_arch(), "os": "linux" },
-            "annotations": { "org.opencontainers.image.ref.name": BUSYBOX_REF },
-        }],
+            "annotations": { "org.opencontainers.image.ref.name": reference },
+        }));
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
     });
     std::fs::write(layout.join("index.json"), index.to_string()).expect("write index.json");
     std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
 
-    let out = work.join("busybox-oci.tar");
+    let out = work.join(file);
     command::run_ok(
         Command::new("tar")
             .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
@@ -98,7 +112,6 @@ pub fn build_busybox_image(work: &Path) -> PathBuf {
             .args(["oci-layout", "index.json", "blobs"]),
         Duration::from_secs(60),
     );
-    let _ = std::fs::remove_dir_all(&tree);
     let _ = std::fs::remove_dir_all(&layout);
     out
 }

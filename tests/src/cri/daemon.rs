@@ -838,26 +838,6 @@ impl Drop for CriDaemon {
     }
 }
 
-/// `(major, minor)` of the containerd under test (`containerd --version`).
-pub fn containerd_version() -> (u32, u32) {
-    static V: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        let mut c = Command::new(util::containerd_bin());
-        c.arg("--version");
-        let out = command::run_ok(&mut c, Duration::from_secs(20));
-        let text = out.stdout_str();
-        parse_containerd_version(&text).unwrap_or_else(|| panic!("cannot parse `containerd --version`: {text:?}"))
-    })
-}
-
-/// `containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3` → (1, 6).
-pub fn parse_containerd_version(text: &str) -> Option<(u32, u32)> {
-    let v = text.split_whitespace().nth(2)?;
-    let v = v.strip_prefix('v').unwrap_or(v);
-    let mut it = v.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
 /// Does the network link `name` exist?
 pub fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
@@ -886,18 +866,4 @@ fn remove_empty_dirs(d: &Path) {
         }
     }
     let _ = std::fs::remove_dir(d);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn containerd_versions_parse() {
-        let deb = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3\n";
-        assert_eq!(parse_containerd_version(deb), Some((1, 6)));
-        let up = "containerd github.com/containerd/containerd/v2 v2.1.9 abcdef\n";
-        assert_eq!(parse_containerd_version(up), Some((2, 1)));
-        assert_eq!(parse_containerd_version("garbage"), None);
-    }
 }
