@@ -184,9 +184,13 @@ impl Daemon {
                     return 1;
                 }
             };
+            // Only stdio copying touched no heap worth returning to the kernel.
+            let mut trim = false;
             for ev in events.iter().take(n) {
                 let flags = ev.events();
-                match ev.data() {
+                let token = ev.data();
+                trim |= !matches!(token >> 56, KIND_PUMP_SRC | KIND_PUMP_DST);
+                match token {
                     TOKEN_SIGCHLD => {
                         drain(&mut self.sigchld);
                         self.reap();
@@ -208,11 +212,12 @@ impl Daemon {
                     _ => {}
                 }
             }
-            self.run_timers();
-            // Exits may also be pending without a SIGCHLD having been seen yet
-            // (signals coalesce); a cheap non-blocking reap keeps us exact.
-            self.reap();
-            sys::trim_heap();
+            // Every exit is seen: the SIGCHLD pipe is drained before reaping, so a child
+            // that exits after the reap loop's last waitpid leaves a byte for the next wake-up.
+            trim |= self.run_timers();
+            if trim {
+                sys::trim_heap();
+            }
         }
     }
 
@@ -257,8 +262,10 @@ impl Daemon {
         self.timers.remove(&key);
     }
 
-    fn run_timers(&mut self) {
+    /// Fires due timers; returns whether any did.
+    fn run_timers(&mut self) -> bool {
         let now = Instant::now();
+        let mut fired = false;
         while let Some((&key, _)) = self.timers.iter().next() {
             if key.0 > now {
                 break;
@@ -266,6 +273,7 @@ impl Daemon {
             let Some(timer) = self.timers.remove(&key) else {
                 break;
             };
+            fired = true;
             match timer {
                 Timer::RuncDeadline { pid } => {
                     if self.pending.contains_key(&pid) {
@@ -285,7 +293,9 @@ impl Daemon {
         if self.outbox.deadline().is_some_and(|d| d <= now) {
             let i = self.outbox.on_timer(now);
             self.set_outbox_interest(i);
+            fired = true;
         }
+        fired
     }
 
     // ---------------------------------------------------------------- reaping
