@@ -46,6 +46,57 @@ impl std::fmt::Display for OwnedProcess {
     }
 }
 
+/// Live processes that belong to a test daemon: those `why` claims (never the test process,
+/// containerd `ctd`, or the test's own registered children) and all their descendants, each
+/// with the reason it counts as ours.
+pub fn owned_processes(
+    ctd: Option<i32>,
+    why: impl Fn(&procfs::Stat, &[String]) -> Option<String>,
+) -> Vec<OwnedProcess> {
+    let me = std::process::id() as i32;
+    let mut all: BTreeMap<i32, procfs::Stat> = BTreeMap::new();
+    for pid in procfs::pids() {
+        if let Some(st) = procfs::stat(pid) {
+            all.insert(pid, st);
+        }
+    }
+    let mut found: BTreeMap<i32, String> = BTreeMap::new();
+    for st in all.values() {
+        if st.pid == me || Some(st.pid) == ctd || reaper::is_registered(st.pid) {
+            continue;
+        }
+        if let Some(reason) = why(st, &procfs::cmdline(st.pid)) {
+            found.insert(st.pid, reason);
+        }
+    }
+    // Descendants of what we found (helpers, grandchildren).
+    loop {
+        let more: Vec<(i32, String)> = all
+            .values()
+            .filter(|s| !found.contains_key(&s.pid) && s.pid != me && Some(s.pid) != ctd)
+            .filter(|s| found.contains_key(&s.ppid))
+            .map(|s| (s.pid, format!("child of {}", s.ppid)))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        found.extend(more);
+    }
+    found
+        .into_iter()
+        .filter_map(|(pid, why)| {
+            let st = procfs::stat(pid)?;
+            Some(OwnedProcess {
+                pid,
+                ppid: st.ppid,
+                state: st.state,
+                argv: procfs::cmdline(pid),
+                why,
+            })
+        })
+        .collect()
+}
+
 impl Daemon {
     /// Live processes of this daemon, except containerd and our own ctr/helper children:
     /// shims (`-address`/`-namespace` flags), runc (`--root /run/containerd/runc/<ns>`),
@@ -55,81 +106,34 @@ impl Daemon {
     pub fn processes(&self) -> Vec<OwnedProcess> {
         reaper::reap_orphans();
         let me = std::process::id() as i32;
-        let ctd = self.containerd_pid();
         let runc_root = self.runc_root();
         let runc_root = runc_root.to_string_lossy();
         let cg_prefix = format!("/{}/", self.ns());
         let cg_exact = format!("/{}", self.ns());
-        let mut all: BTreeMap<i32, procfs::Stat> = BTreeMap::new();
-        for pid in procfs::pids() {
-            if let Some(st) = procfs::stat(pid) {
-                all.insert(pid, st);
-            }
-        }
-        let mut found: BTreeMap<i32, String> = BTreeMap::new();
-        for &pid in all.keys() {
-            if pid == me || Some(pid) == ctd || reaper::is_registered(pid) {
-                continue;
-            }
-            let argv = procfs::cmdline(pid);
-            let why = if procfs::flag_value(&argv, "address") == Some(self.address()) {
+        owned_processes(self.containerd_pid(), |st, argv| {
+            if procfs::flag_value(argv, "address") == Some(self.address()) {
                 Some("-address is ours".to_string())
-            } else if procfs::flag_value(&argv, "namespace") == Some(self.ns()) {
+            } else if procfs::flag_value(argv, "namespace") == Some(self.ns()) {
                 Some("-namespace is ours".to_string())
-            } else if procfs::flag_value(&argv, "root") == Some(&*runc_root) {
+            } else if procfs::flag_value(argv, "root") == Some(&*runc_root) {
                 Some("runc --root is ours".to_string())
-            } else if let Some(cg) = procfs::cgroup_paths(pid)
+            } else if let Some(cg) = procfs::cgroup_paths(st.pid)
                 .into_iter()
                 .find(|c| c.starts_with(&cg_prefix) || *c == cg_exact)
             {
                 Some(format!("cgroup {cg}"))
+            } else if let Some(cwd) = procfs::link(st.pid, "cwd").filter(|c| c.starts_with(self.tmp())) {
+                Some(format!("cwd {}", cwd.display()))
+            } else if st.ppid == me
+                && st.is_zombie()
+                && procfs::stat(st.pid).is_some_and(|n| n.is_zombie() && n.ppid == me)
+            {
+                // An orphan (exited shim) that `reap_orphans` above should have taken.
+                Some("unreaped zombie child of the test process".into())
             } else {
-                procfs::link(pid, "cwd")
-                    .filter(|c| c.starts_with(self.tmp()))
-                    .map(|c| format!("cwd {}", c.display()))
-            };
-            if let Some(why) = why {
-                found.insert(pid, why);
+                None
             }
-        }
-        // Our own zombie children that are not std::process children: orphans (exited shims)
-        // that nobody reaped. `reap_orphans` above should have taken them all.
-        for s in all.values() {
-            let unreaped = s.ppid == me
-                && s.is_zombie()
-                && !found.contains_key(&s.pid)
-                && !reaper::is_registered(s.pid)
-                && procfs::stat(s.pid).is_some_and(|n| n.is_zombie() && n.ppid == me);
-            if unreaped {
-                found.insert(s.pid, "unreaped zombie child of the test process".into());
-            }
-        }
-        // Descendants of what we found (helpers, grandchildren).
-        loop {
-            let more: Vec<(i32, String)> = all
-                .values()
-                .filter(|s| !found.contains_key(&s.pid) && s.pid != me && Some(s.pid) != ctd)
-                .filter(|s| found.contains_key(&s.ppid))
-                .map(|s| (s.pid, format!("child of {}", s.ppid)))
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            found.extend(more);
-        }
-        found
-            .into_iter()
-            .filter_map(|(pid, why)| {
-                let st = procfs::stat(pid)?;
-                Some(OwnedProcess {
-                    pid,
-                    ppid: st.ppid,
-                    state: st.state,
-                    argv: procfs::cmdline(pid),
-                    why,
-                })
-            })
-            .collect()
+        })
     }
 
     /// Shim processes serving container `id` of this daemon (`start`/`delete` actions excluded).

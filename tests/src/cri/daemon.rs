@@ -7,14 +7,13 @@ use super::api::*;
 use super::client::{CreatedIds, CriClient, CriError, CriResult};
 use super::config::{CniNetwork, CriConfig, RuntimeHandler, ShimResolution, Snippet};
 use super::image::{build_cri_images, BUSYBOX_IMAGE, PAUSE_IMAGE};
-use crate::cleanup::OwnedProcess;
+use crate::cleanup::{owned_processes, OwnedProcess};
 use crate::command;
 use crate::procfs;
 use crate::reaper::{self, Spawned};
 use crate::util::{self, shim_socket_path, RUNC_ROOT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -517,62 +516,22 @@ impl CriDaemon {
     /// in our temp dir, and all their descendants.
     pub fn processes(&self) -> Vec<CriProcess> {
         reaper::reap_orphans();
-        let me = std::process::id() as i32;
         let ctd = self.containerd.as_ref().map(Spawned::pid);
         let cg_prefix = format!("/{}/", self.cgroup_root);
-        let mut all: BTreeMap<i32, procfs::Stat> = BTreeMap::new();
-        for pid in procfs::pids() {
-            if let Some(st) = procfs::stat(pid) {
-                all.insert(pid, st);
-            }
-        }
-        let mut found: BTreeMap<i32, String> = BTreeMap::new();
-        for &pid in all.keys() {
-            if pid == me || Some(pid) == ctd || reaper::is_registered(pid) {
-                continue;
-            }
-            let argv = procfs::cmdline(pid);
-            let why = if procfs::flag_value(&argv, "address") == Some(self.address()) {
+        owned_processes(ctd, |st, argv| {
+            if procfs::flag_value(argv, "address") == Some(self.address()) {
                 Some("-address is ours".to_string())
-            } else if let Some(cg) = procfs::cgroup_paths(pid)
+            } else if let Some(cg) = procfs::cgroup_paths(st.pid)
                 .into_iter()
                 .find(|c| c.starts_with(&cg_prefix))
             {
                 Some(format!("cgroup {cg}"))
             } else {
-                procfs::link(pid, "cwd")
+                procfs::link(st.pid, "cwd")
                     .filter(|c| c.starts_with(&self.tmp))
                     .map(|c| format!("cwd {}", c.display()))
-            };
-            if let Some(why) = why {
-                found.insert(pid, why);
             }
-        }
-        loop {
-            let more: Vec<(i32, String)> = all
-                .values()
-                .filter(|s| !found.contains_key(&s.pid) && s.pid != me && Some(s.pid) != ctd)
-                .filter(|s| found.contains_key(&s.ppid))
-                .map(|s| (s.pid, format!("child of {}", s.ppid)))
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            found.extend(more);
-        }
-        found
-            .into_iter()
-            .filter_map(|(pid, why)| {
-                let st = procfs::stat(pid)?;
-                Some(OwnedProcess {
-                    pid,
-                    ppid: st.ppid,
-                    state: st.state,
-                    argv: procfs::cmdline(pid),
-                    why,
-                })
-            })
-            .collect()
+        })
     }
 
     /// The shim daemons of this containerd (not their `start`/`delete` invocations).
