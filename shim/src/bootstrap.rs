@@ -194,9 +194,15 @@ fn spawn_daemon(plan: &Plan, bundle: &Path, listener_fd: i32) -> Result<u32, Str
     Ok(child.id())
 }
 
-/// Applies `shim_cgroup` and raises the daemon's `oom_score_adj` one above
-/// containerd's, so the OOM killer picks the shim before the daemon.
+/// Gives the daemon a core-scheduling cookie when containerd asks for one, applies
+/// `shim_cgroup` and raises the daemon's `oom_score_adj` one above containerd's, so
+/// the OOM killer picks the shim before the daemon.
 fn adjust_daemon(plan: &Plan, pid: u32) -> Result<(), String> {
+    // containerd sets SCHED_CORE when its runtime plugin has `sched_core = true`. The
+    // daemon has not started any container yet, so everything it runs inherits the cookie.
+    if std::env::var_os("SCHED_CORE").is_some_and(|v| !v.is_empty()) {
+        sys::create_sched_core_cookie(pid).map_err(|e| format!("enable sched core support: {e}"))?;
+    }
     if !plan.options.shim_cgroup.is_empty() {
         crate::cgroups::move_pid(&plan.options.shim_cgroup, pid)
             .map_err(|e| format!("failed to join shim cgroup {}: {e}", plan.options.shim_cgroup))?;

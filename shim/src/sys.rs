@@ -74,6 +74,30 @@ pub fn kill_child_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Gives process `pid` (all its threads) a new core-scheduling cookie, which every
+/// process it starts later inherits: only tasks of this shim and its containers may
+/// then share a core's SMT siblings. Fails with EINVAL where the kernel lacks
+/// core scheduling.
+pub fn create_sched_core_cookie(pid: u32) -> io::Result<()> {
+    const PR_SCHED_CORE: libc::c_int = 62;
+    const PR_SCHED_CORE_CREATE: libc::c_ulong = 1;
+    const PIDTYPE_TGID: libc::c_ulong = 1;
+    // SAFETY: prctl with integer arguments only; no memory is handed to the kernel.
+    let rc = unsafe {
+        libc::prctl(
+            PR_SCHED_CORE,
+            PR_SCHED_CORE_CREATE,
+            pid as libc::c_ulong,
+            PIDTYPE_TGID,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Makes `fd` appear as `target` in `cmd`'s child (with close-on-exec cleared).
 /// `fd` must stay open until the child has been spawned.
 pub fn pass_fd(cmd: &mut Command, fd: RawFd, target: RawFd) {

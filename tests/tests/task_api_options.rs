@@ -354,3 +354,67 @@ fn the_shim_runs_with_containerds_oom_score_adj_plus_one() {
     assert_eq!(got, 322, "the shim's oom_score_adj must be containerd's (321) + 1");
     d.assert_clean();
 }
+
+/// The core-scheduling cookie of `pid` (0 = none); None where the kernel has no core
+/// scheduling (prctl answers EINVAL).
+fn sched_core_cookie(pid: i32) -> Option<u64> {
+    const PR_SCHED_CORE: libc::c_int = 62;
+    const PR_SCHED_CORE_GET: libc::c_ulong = 0;
+    const PIDTYPE_PID: libc::c_ulong = 0;
+    let mut cookie: u64 = 0;
+    // SAFETY: PR_SCHED_CORE_GET writes one u64 through the pointer, which is valid.
+    let rc = unsafe {
+        libc::prctl(
+            PR_SCHED_CORE,
+            PR_SCHED_CORE_GET,
+            pid as libc::c_ulong,
+            PIDTYPE_PID,
+            &mut cookie as *mut u64 as libc::c_ulong,
+        )
+    };
+    (rc == 0).then_some(cookie)
+}
+
+#[test]
+fn sched_core_gives_the_shim_and_its_container_one_cookie_or_fails_start_where_the_kernel_lacks_it() {
+    // containerd starts every shim with SCHED_CORE=1 given `sched_core = true` (1.x), or
+    // that variable in the shim manager's `env` (2.x, whose migration turns the former into it).
+    let d = Daemon::start_configured(DaemonOptions::default(), |c| {
+        let table = if matches!(c.version, e2e::config::ConfigVersion::V3) {
+            "[plugins.'io.containerd.shim.v1.manager']\n  env = ['SCHED_CORE=1']\n"
+        } else {
+            "[plugins.\"io.containerd.runtime.v2.task\"]\n  sched_core = true\n"
+        };
+        c.extra.push_str(table);
+    });
+    let id = d.id("schedcore");
+    match sched_core_cookie(0) {
+        None => {
+            // No core scheduling in this kernel: `start` fails, as the Go shim's does,
+            // naming the reason, and leaves no daemon behind.
+            let out = d.run_rootfs(&["-d"], &id, &["/bin/sleep", "1000"]).run();
+            assert!(
+                out.status.is_some_and(|s| !s.success()),
+                "start must fail without kernel core scheduling:\n{out}"
+            );
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), d.log_text());
+            assert!(
+                text.contains("enable sched core support"),
+                "error must name sched core:\n{out}"
+            );
+            assert!(d.shim_processes(&id).is_empty(), "no shim daemon may be left");
+            d.ctr(&["container", "delete", &id]).run();
+        }
+        Some(_) => {
+            let row = d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
+            let shims = d.shim_processes(&id);
+            assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+            let shim_cookie = sched_core_cookie(shims[0].pid).expect("cookie of the shim");
+            let task_cookie = sched_core_cookie(row.pid as i32).expect("cookie of the container");
+            d.remove_container(&id);
+            assert_ne!(shim_cookie, 0, "the shim must have a core-scheduling cookie");
+            assert_eq!(task_cookie, shim_cookie, "the container inherits the shim's cookie");
+        }
+    }
+    d.assert_clean();
+}
