@@ -19,9 +19,13 @@ pub enum Error {
         /// runc's exit code (128 + signal if a signal killed it).
         exit_code: i32,
     },
-    /// runc could not be started (or waited for, by the blocking helper).
-    #[error("failed to run runc binary {}: {}", program.display(), os_reason(source))]
+    /// runc could not be started (or waited for, by the blocking helper). Worded as
+    /// the Go shim words it, e.g. `OCI runtime create failed: exec: "no-runc":
+    /// executable file not found in $PATH`, so clients matching on it keep working.
+    #[error("{}: exec: \"{}\": {}", op.failure_prefix(), program.display(), spawn_reason(program, source))]
     Spawn {
+        /// The verb that was to run.
+        op: Op,
         /// The binary that was to run.
         program: PathBuf,
         /// Why it did not.
@@ -62,6 +66,16 @@ impl Error {
     pub fn is_not_exist(&self) -> bool {
         self.runc_message().contains("does not exist")
     }
+}
+
+/// Why `program` did not start: a bare name that is nowhere on `$PATH` is said as Go
+/// says it; anything else is the system's reason.
+fn spawn_reason(program: &std::path::Path, error: &io::Error) -> String {
+    let bare = !program.as_os_str().is_empty() && program.components().count() == 1 && !program.has_root();
+    if bare && error.kind() == io::ErrorKind::NotFound {
+        return "executable file not found in $PATH".to_owned();
+    }
+    os_reason(error)
 }
 
 /// An I/O error's description without Rust's ` (os error N)` suffix, e.g.
@@ -124,6 +138,7 @@ mod tests {
         assert!(!err.is_already_finished());
         assert!(!err.is_not_exist());
         let spawn = Error::Spawn {
+            op: Op::State,
             program: "/x/y".into(),
             source: io::Error::from_raw_os_error(2),
         };
@@ -133,20 +148,31 @@ mod tests {
     }
 
     #[test]
-    fn spawn_names_the_binary() {
+    fn spawn_names_the_binary_as_the_go_shim_does() {
         let err = Error::Spawn {
+            op: Op::Create,
             program: "/x/y".into(),
             source: io::Error::from_raw_os_error(2),
         };
         assert_eq!(
             err.to_string(),
-            "failed to run runc binary /x/y: No such file or directory"
+            "OCI runtime create failed: exec: \"/x/y\": No such file or directory"
+        );
+        let bare = Error::Spawn {
+            op: Op::Create,
+            program: "no-runc".into(),
+            source: io::Error::from_raw_os_error(2),
+        };
+        assert_eq!(
+            bare.to_string(),
+            "OCI runtime create failed: exec: \"no-runc\": executable file not found in $PATH"
         );
         let custom = Error::Spawn {
+            op: Op::Kill,
             program: "runc".into(),
             source: io::Error::other("odd"),
         };
-        assert_eq!(custom.to_string(), "failed to run runc binary runc: odd");
+        assert_eq!(custom.to_string(), "runc kill failed: exec: \"runc\": odd");
     }
 
     #[test]

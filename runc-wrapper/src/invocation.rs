@@ -159,6 +159,7 @@ impl Invocation {
 
     fn run(&self, input: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         let spawn_error = |source| Error::Spawn {
+            op: self.op,
             program: self.program.clone(),
             source,
         };

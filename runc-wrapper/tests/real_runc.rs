@@ -99,7 +99,7 @@ fn missing_binary() {
     assert!(matches!(&err, Error::Spawn { program, .. } if program == Path::new("/nonexistent/runc")));
     assert_eq!(
         err.to_string(),
-        "failed to run runc binary /nonexistent/runc: No such file or directory"
+        "runc state failed: exec: \"/nonexistent/runc\": No such file or directory"
     );
 }
 

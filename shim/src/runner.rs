@@ -177,6 +177,7 @@ impl Daemon {
         extra: Option<&ExtraFd>,
     ) -> Result<(i32, File, Option<File>), runc_wrapper::Error> {
         let spawn_err = |source: std::io::Error| runc_wrapper::Error::Spawn {
+            op: invocation.op,
             program: invocation.program.clone(),
             source,
         };

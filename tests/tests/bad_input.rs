@@ -246,28 +246,34 @@ fn create_with_a_bundle_without_config_json_fails_naming_it_and_the_shim_keeps_s
 #[test]
 fn missing_runc_binary_is_named_in_ctr_error_and_nothing_is_left() {
     let d = Daemon::start_with(DaemonOptions { shim_in_path: true });
-    let id = d.id("norunc");
     let rootfs = d.rootfs().to_str().expect("utf-8");
-    let missing = "/nonexistent/e2e-runc";
-    let out = d
-        .ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
-            d.runtime(),
-            "--runc-binary",
-            missing,
-            "--rootfs",
-            rootfs,
-            &id,
-            "/bin/true",
-        ])
-        .run();
-    assert!(out.code().is_some_and(|c| c != 0), "ctr run must fail: {out}");
-    assert!(
-        out.stderr_str().contains(missing),
-        "ctr's error must name {missing}: {out}"
-    );
+    // A path that does not exist, and a bare name found nowhere on $PATH. containerd's
+    // own client tests expect the latter quoted, as Go's exec error words it.
+    for (n, missing, expect) in [
+        (1, "/nonexistent/e2e-runc", "/nonexistent/e2e-runc".to_string()),
+        (2, "e2e-no-runc", "\"e2e-no-runc\"".to_string()),
+    ] {
+        let id = d.id(&format!("norunc{n}"));
+        let out = d
+            .ctr(&[
+                "run",
+                "--rm",
+                "--runtime",
+                d.runtime(),
+                "--runc-binary",
+                missing,
+                "--rootfs",
+                rootfs,
+                &id,
+                "/bin/true",
+            ])
+            .run();
+        assert!(out.code().is_some_and(|c| c != 0), "ctr run must fail: {out}");
+        assert!(
+            out.stderr_str().contains(&expect),
+            "ctr's error must name {expect}: {out}"
+        );
+    }
     d.assert_clean();
 }
 
