@@ -175,6 +175,19 @@ impl Daemon {
             // stdin ended on a terminal: hang the console up, as the Go shim does.
             self.shutdown_console(&ps.container, &ps.exec);
         }
+        if ps.role == Role::Output && !self.has_output_pumps(&ps.container, &ps.exec) {
+            self.finish_drain(&ps.container, &ps.exec);
+        }
+    }
+
+    /// Whether output of the process is still being copied to its client.
+    pub fn has_output_pumps(&self, container: &str, exec: &str) -> bool {
+        self.process_pumps(container, exec).into_iter().any(|slot| {
+            self.pumps
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.role == Role::Output)
+        })
     }
 
     /// Closes a process's pty: output already in the master is copied out first.

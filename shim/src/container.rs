@@ -38,6 +38,16 @@ pub struct Queued {
     pub deadline: Option<Instant>,
 }
 
+/// A `Delete` that waits for the process's output copies to finish first.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainWait {
+    pub responder: Responder,
+    /// The request's own deadline, for the runc call that follows.
+    pub deadline: Option<Instant>,
+    /// Timer key of the drain's bound.
+    pub timer: (Instant, u64),
+}
+
 /// A parked `Wait` call.
 #[derive(Debug, Clone, Copy)]
 pub struct Waiter {
@@ -68,6 +78,8 @@ pub struct Process {
     pub spec: Vec<u8>,
     /// An init created from a checkpoint: what `Start` restores.
     pub restore: Option<Restore>,
+    /// A `Delete` parked until the output copies end (bounded).
+    pub drain: Option<DrainWait>,
 }
 
 /// Restore parameters kept from `Create` until `Start`.
@@ -104,6 +116,7 @@ impl Process {
             exit_during_start: None,
             spec: Vec::new(),
             restore: None,
+            drain: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum Timer {
     ReadyDeadline { slot: u32, gen: u32 },
     /// A logger sent SIGTERM has had its grace period.
     KillLogger { pid: u32 },
+    /// A Delete waiting for output copies has waited long enough.
+    DrainDeadline { container: String, exec: String },
     /// A parked Wait's deadline passed.
     WaitDeadline {
         container: String,
@@ -283,6 +285,7 @@ impl Daemon {
                 }
                 Timer::ReadyDeadline { slot, gen } => self.ready_deadline(slot, gen),
                 Timer::KillLogger { pid } => self.kill_logger(pid),
+                Timer::DrainDeadline { container, exec } => self.finish_drain(&container, &exec),
                 Timer::WaitDeadline {
                     container,
                     exec,

@@ -21,7 +21,7 @@ use protos::Empty;
 use runc_wrapper::{CheckpointOpts, CreateOpts, ExecOpts, RestoreOpts, Runc};
 use ttrpc::Code;
 
-use crate::container::{Container, Exit, Process, Queued, Responder, Restore, Waiter};
+use crate::container::{Container, DrainWait, Exit, Process, Queued, Responder, Restore, Waiter};
 use crate::daemon::{Daemon, Timer};
 use crate::error::{kill_error, Error};
 use crate::mount::{self, MountSpec};
@@ -36,6 +36,8 @@ pub const TASK_V3: &str = "containerd.task.v3.Task";
 
 /// The fd at which `runc exec` finds its process spec (`/proc/self/fd/3`).
 const EXEC_SPEC_FD: i32 = 3;
+/// How long `Delete` waits for a process's output copies to end (the Go shim's bound).
+const DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn timestamp(at: Option<SystemTime>) -> MessageField<protos::Timestamp> {
     MessageField::some(match at {
@@ -850,15 +852,71 @@ impl Daemon {
         if self.queue_if_busy(&req.id, &req.exec_id, "Delete", &req, r, deadline) {
             return;
         }
-        let res = if req.exec_id.is_empty() {
-            self.delete_init(&req.id, r, deadline).map(|_| None)
+        // As the Go shim does, give the copies of a stopped process's output (terminal,
+        // chowned pipes) a bounded time to reach the client before its io is closed.
+        let drain = match self.process_of(&req.id, &req.exec_id) {
+            Ok(p) => state::check(p.kind, p.status, Op::Delete).is_ok() && self.has_output_pumps(&req.id, &req.exec_id),
+            Err(_) => false,
+        };
+        if drain {
+            let at = Instant::now() + DRAIN_BOUND;
+            let at = deadline.map_or(at, |d| d.min(at));
+            let timer = self.add_timer(
+                at,
+                Timer::DrainDeadline {
+                    container: req.id.clone(),
+                    exec: req.exec_id.clone(),
+                },
+            );
+            if let Some(p) = self
+                .containers
+                .get_mut(&req.id)
+                .and_then(|c| c.process_mut(&req.exec_id))
+            {
+                p.busy = true;
+                p.drain = Some(DrainWait {
+                    responder: r,
+                    deadline,
+                    timer,
+                });
+            }
+            return;
+        }
+        self.delete_now(&req.id, &req.exec_id, r, deadline);
+    }
+
+    fn delete_now(&mut self, id: &str, exec_id: &str, r: Responder, deadline: Option<Instant>) {
+        let res = if exec_id.is_empty() {
+            self.delete_init(id, r, deadline).map(|_| None)
         } else {
-            self.delete_exec(&req.id, &req.exec_id).map(Some)
+            self.delete_exec(id, exec_id).map(Some)
         };
         match res {
             Ok(None) => {}
             Ok(Some(resp)) => self.answer(r, Ok(resp)),
             Err(e) => self.answer::<Empty>(r, Err(e)),
+        }
+    }
+
+    /// The output copies of a process whose `Delete` waits have ended (or took too
+    /// long): goes on with the delete, then with whatever queued behind it.
+    pub fn finish_drain(&mut self, id: &str, exec_id: &str) {
+        let Some(p) = self.containers.get_mut(id).and_then(|c| c.process_mut(exec_id)) else {
+            return;
+        };
+        let Some(wait) = p.drain.take() else {
+            return;
+        };
+        p.busy = false;
+        self.cancel_timer(wait.timer);
+        self.delete_now(id, exec_id, wait.responder, wait.deadline);
+        if self
+            .containers
+            .get(id)
+            .and_then(|c| c.process(exec_id))
+            .is_some_and(|p| !p.busy)
+        {
+            self.release(id, exec_id);
         }
     }
 
@@ -894,6 +952,8 @@ impl Daemon {
             .map(|c| c.execs.keys().cloned().collect())
             .unwrap_or_default();
         for eid in exec_ids {
+            // An exec Delete still waiting for its output completes now.
+            self.finish_drain(id, &eid);
             self.close_process_io(id, &eid);
         }
         self.close_process_io(id, "");

@@ -30,13 +30,22 @@ pub struct FifoReader {
 impl FifoReader {
     /// Makes the fifo at `path` and starts reading it.
     pub fn create(path: &Path) -> FifoReader {
+        Self::create_throttled(path, 65536, Duration::ZERO)
+    }
+
+    /// Like [`create`](FifoReader::create), for a slow client: reads at most `chunk`
+    /// bytes at a time and pauses `pause` after each read.
+    pub fn create_throttled(path: &Path, chunk: usize, pause: Duration) -> FifoReader {
         mkfifo(path);
         let data = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
         let (d, p) = (data.clone(), path.to_path_buf());
         let thread = std::thread::spawn(move || {
             if let Ok(mut f) = File::open(&p) {
-                let mut buf = [0u8; 65536];
+                let mut buf = vec![0u8; chunk.clamp(1, 65536)];
                 loop {
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
                     match f.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => {

@@ -229,3 +229,47 @@ fn close_io_after_the_client_closed_stdin_makes_cat_end_with_and_without_a_termi
     d.remove_container(&id);
     d.assert_clean();
 }
+
+/// A terminal exec's output still on its way (in the pty and the fifo) when it exits
+/// reaches a slow client whole: `Delete` lets the copy finish (bounded) before closing.
+#[test]
+fn output_of_a_terminal_exec_reaches_a_slow_reader_whole_when_deleted_right_after_its_exit() {
+    let d = Daemon::start();
+    let id = d.id("ttydrain");
+    d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
+    let client = d.shim_client(&id);
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    let dir = d.tmp().join("ttydrain-fifos");
+    std::fs::create_dir_all(&dir).expect("mkdir fifos");
+    for round in 0..3 {
+        let exec_id = format!("seq{round}");
+        // 4 KiB every 10 ms: the output outlives the exec by a fraction of a second.
+        let stdout =
+            FifoReader::create_throttled(&dir.join(format!("{exec_id}-stdout")), 4096, Duration::from_millis(10));
+        let mut req = exec_req(&d, &id, &exec_id, &["/bin/seq", "-s", " ", "1", "100000"]);
+        let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
+        spec["terminal"] = serde_json::json!(true);
+        req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
+        req.terminal = true;
+        req.stdout = stdout.uri();
+        c.exec(&req);
+        c.start(&id, &exec_id);
+        let waited = c.wait(&id, &exec_id);
+        assert_eq!(waited.exit_status, 0, "{exec_id}: seq exits 0");
+        c.delete(&id, &exec_id);
+        assert!(stdout.wait_eof(T), "{exec_id}: stdout fifo got no EOF after Delete");
+        let text = stdout.text();
+        assert!(
+            text.trim_end().ends_with("99999 100000"),
+            "{exec_id}: output lost its tail: {} bytes, ending {:?}",
+            text.len(),
+            &text[text.len().saturating_sub(40)..]
+        );
+    }
+    drop(client);
+    d.remove_container(&id);
+    d.assert_clean();
+}
