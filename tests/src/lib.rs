@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod events;
 pub mod fifo;
 pub mod image;
+pub mod launch;
 pub mod logger;
 pub mod procfs;
 pub mod pty;
