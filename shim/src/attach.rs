@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 
 use std::path::Path;
+use std::rc::Rc;
 
 use protos::any;
 use protos::events::TaskOOM;
@@ -53,6 +54,16 @@ pub struct PumpSlot {
     pub role: Role,
     /// Whether the pump reads from or writes to a pty master.
     pub console: bool,
+    /// The other pump on the same pty master (slot, generation): the master is
+    /// registered with epoll once, under one of the two, and events wake both.
+    pub peer: Option<(u32, u32)>,
+    /// Whether this pump registered its source / destination with epoll.
+    pub registered: (bool, bool),
+}
+
+/// Interest in a pty master shared by an output and an input pump.
+fn master_interest() -> EpollFlags {
+    EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET
 }
 
 /// A runc call waiting for a binary logger to signal that it is ready.
@@ -76,25 +87,33 @@ fn add_or_assume_ready(d: &Daemon, fd: &OwnedFd, flags: EpollFlags, tok: u64) ->
 impl Daemon {
     // ---------------------------------------------------------------- pumps
 
-    /// Starts moving bytes from `src` to `dst` for a process.
-    pub fn add_pump(
-        &mut self,
-        container: &str,
-        exec: &str,
-        src: OwnedFd,
-        dst: OwnedFd,
-        role: Role,
-        console: bool,
-    ) -> io::Result<()> {
-        set_nonblock(&src)?;
-        set_nonblock(&dst)?;
-        let slot = match self.pumps.iter().position(Option::is_none) {
+    fn free_pump_slot(&mut self) -> u32 {
+        (match self.pumps.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
                 self.pumps.push(None);
                 self.pumps.len() - 1
             }
-        } as u32;
+        }) as u32
+    }
+
+    /// Puts a pump into its slot and the process's list of pumps.
+    fn install_pump(&mut self, slot: u32, ps: PumpSlot) {
+        if let Some(p) = self
+            .containers
+            .get_mut(&ps.container)
+            .and_then(|c| c.process_mut(&ps.exec))
+        {
+            p.io.pumps.push(slot);
+        }
+        self.pumps[slot as usize] = Some(ps);
+    }
+
+    /// Starts moving bytes from `src` to `dst` for a process (pipes, no terminal).
+    pub fn add_pump(&mut self, container: &str, exec: &str, src: OwnedFd, dst: OwnedFd, role: Role) -> io::Result<()> {
+        set_nonblock(&src)?;
+        set_nonblock(&dst)?;
+        let slot = self.free_pump_slot();
         let gen = self.next_gen();
         add_or_assume_ready(
             self,
@@ -102,26 +121,109 @@ impl Daemon {
             EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
             token(KIND_PUMP_SRC, slot, gen),
         )?;
-        add_or_assume_ready(self, &dst, EpollFlags::EPOLLOUT, token(KIND_PUMP_DST, slot, gen))?;
-        self.pumps[slot as usize] = Some(PumpSlot {
-            pump: Pump::new(src, dst),
-            gen,
-            container: container.to_string(),
-            exec: exec.to_string(),
-            role,
-            console,
-        });
-        if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec)) {
-            p.io.pumps.push(slot);
+        if let Err(e) = add_or_assume_ready(self, &dst, EpollFlags::EPOLLOUT, token(KIND_PUMP_DST, slot, gen)) {
+            let _ = self.poll().delete(&src);
+            return Err(e);
         }
+        self.install_pump(
+            slot,
+            PumpSlot {
+                pump: Pump::new(Rc::new(src), Rc::new(dst)),
+                gen,
+                container: container.to_string(),
+                exec: exec.to_string(),
+                role,
+                console: false,
+                peer: None,
+                registered: (true, true),
+            },
+        );
         // Data may already be waiting; edge-triggered registration would not report it.
         self.run_pump(slot, gen);
         Ok(())
     }
 
+    /// Starts the copies of a terminal: master → `out` and, if given, `input` → master.
+    /// The master is one descriptor, registered once, under the output pump.
+    fn add_console_pumps(
+        &mut self,
+        container: &str,
+        exec: &str,
+        master: &Rc<OwnedFd>,
+        out: OwnedFd,
+        input: Option<OwnedFd>,
+    ) -> io::Result<()> {
+        set_nonblock(&out)?;
+        if let Some(i) = &input {
+            set_nonblock(i)?;
+        }
+        let out_slot = self.free_pump_slot();
+        let out_gen = self.next_gen();
+        add_or_assume_ready(self, master, master_interest(), token(KIND_PUMP_SRC, out_slot, out_gen))?;
+        if let Err(e) = add_or_assume_ready(self, &out, EpollFlags::EPOLLOUT, token(KIND_PUMP_DST, out_slot, out_gen)) {
+            let _ = self.poll().delete(master.as_fd());
+            return Err(e);
+        }
+        self.install_pump(
+            out_slot,
+            PumpSlot {
+                pump: Pump::new(master.clone(), Rc::new(out)),
+                gen: out_gen,
+                container: container.to_string(),
+                exec: exec.to_string(),
+                role: Role::Output,
+                console: true,
+                peer: None,
+                registered: (true, true),
+            },
+        );
+        let mut input_pump = None;
+        if let Some(input) = input {
+            let in_slot = self.free_pump_slot();
+            let in_gen = self.next_gen();
+            add_or_assume_ready(
+                self,
+                &input,
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+                token(KIND_PUMP_SRC, in_slot, in_gen),
+            )?;
+            self.install_pump(
+                in_slot,
+                PumpSlot {
+                    pump: Pump::new(Rc::new(input), master.clone()),
+                    gen: in_gen,
+                    container: container.to_string(),
+                    exec: exec.to_string(),
+                    role: Role::Input,
+                    console: true,
+                    peer: Some((out_slot, out_gen)),
+                    registered: (true, false),
+                },
+            );
+            if let Some(Some(out)) = self.pumps.get_mut(out_slot as usize) {
+                out.peer = Some((in_slot, in_gen));
+            }
+            input_pump = Some((in_slot, in_gen));
+        }
+        self.run_pump(out_slot, out_gen);
+        if let Some((slot, gen)) = input_pump {
+            self.run_pump(slot, gen);
+        }
+        Ok(())
+    }
+
     pub fn on_pump_event(&mut self, t: u64) {
         let (_, slot, gen) = untoken(t);
+        let peer = self
+            .pumps
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .filter(|p| p.gen == gen)
+            .and_then(|p| p.peer);
         self.run_pump(slot, gen);
+        if let Some((slot, gen)) = peer {
+            self.run_pump(slot, gen);
+        }
     }
 
     fn run_pump(&mut self, slot: u32, gen: u32) {
@@ -145,8 +247,39 @@ impl Daemon {
 
     fn remove_pump(&mut self, slot: u32) -> Option<PumpSlot> {
         let ps = self.pumps.get_mut(slot as usize)?.take()?;
-        let _ = self.poll().delete(ps.pump.src.as_fd());
-        let _ = self.poll().delete(ps.pump.dst.as_fd());
+        // A live peer shares the pty master: it keeps (or takes over) its registration.
+        let peer = ps.peer.and_then(|(s, g)| {
+            let peer = self.pumps.get_mut(s as usize)?.as_mut().filter(|p| p.gen == g)?;
+            peer.peer = None;
+            Some((s, g))
+        });
+        let (src_registered, dst_registered) = ps.registered;
+        let master_registered = match ps.role {
+            Role::Output => src_registered,
+            Role::Input => dst_registered,
+        };
+        if src_registered && !(peer.is_some() && ps.role == Role::Output) {
+            let _ = self.poll().delete(ps.pump.src.as_fd());
+        }
+        if dst_registered && !(peer.is_some() && ps.role == Role::Input) {
+            let _ = self.poll().delete(ps.pump.dst.as_fd());
+        }
+        if let (Some((s, g)), true) = (peer, master_registered) {
+            let master = match ps.role {
+                Role::Output => ps.pump.src.clone(),
+                Role::Input => ps.pump.dst.clone(),
+            };
+            let kind = if ps.role == Role::Output { KIND_PUMP_DST } else { KIND_PUMP_SRC };
+            let mut ev = EpollEvent::new(master_interest(), token(kind, s, g));
+            if self.poll().modify(master.as_fd(), &mut ev).is_ok() {
+                if let Some(Some(p)) = self.pumps.get_mut(s as usize) {
+                    match p.role {
+                        Role::Input => p.registered.1 = true,
+                        Role::Output => p.registered.0 = true,
+                    }
+                }
+            }
+        }
         if let Some(p) = self
             .containers
             .get_mut(&ps.container)
@@ -266,7 +399,6 @@ impl Daemon {
                 .map_err(|e| Error::unknown(format!("failed to retrieve console master: {e}")))?;
             drop(socket);
             set_nonblock(&master).map_err(|e| Error::unknown(format!("console: {e}")))?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::unknown(format!("console: {e}")));
             let out_dst = match output {
                 Some(o) => o,
                 None => std::fs::OpenOptions::new()
@@ -275,20 +407,15 @@ impl Daemon {
                     .map(OwnedFd::from)
                     .map_err(|e| Error::unknown(format!("open /dev/null: {e}")))?,
             };
-            let m_out = dup(&master)?;
-            let m_in = dup(&master)?;
+            let master = Rc::new(master);
             if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec)) {
-                p.io.console = Some(master);
+                p.io.console = Some(master.clone());
             }
-            self.add_pump(container, exec, m_out, out_dst, Role::Output, true)
+            self.add_console_pumps(container, exec, &master, out_dst, input)
                 .map_err(|e| Error::unknown(format!("failed to start console copy: {e}")))?;
-            if let Some(input) = input {
-                self.add_pump(container, exec, input, m_in, Role::Input, true)
-                    .map_err(|e| Error::unknown(format!("failed to start console copy: {e}")))?;
-            }
         }
         for (src, dst, role) in pipes {
-            self.add_pump(container, exec, src, dst, role, false)
+            self.add_pump(container, exec, src, dst, role)
                 .map_err(|e| Error::unknown(format!("failed to start io pipe copy: {e}")))?;
         }
         Ok(())

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{splice, SpliceFFlags};
@@ -25,9 +26,12 @@ pub enum Progress {
     DestinationGone,
 }
 
+/// The two ends are shared so that a pty master, which is the source of the output
+/// pump and the destination of the input pump, stays one descriptor in the shim (as
+/// containerd's tests count it).
 pub struct Pump {
-    pub src: OwnedFd,
-    pub dst: OwnedFd,
+    pub src: Rc<OwnedFd>,
+    pub dst: Rc<OwnedFd>,
     /// Bytes read but not yet written (read/write mode only).
     pending: Vec<u8>,
     /// Whether to try splice; cleared for good when the kernel refuses it.
@@ -47,7 +51,7 @@ fn is_eof_error(e: Errno) -> bool {
 }
 
 impl Pump {
-    pub fn new(src: OwnedFd, dst: OwnedFd) -> Pump {
+    pub fn new(src: Rc<OwnedFd>, dst: Rc<OwnedFd>) -> Pump {
         Pump {
             src,
             dst,
@@ -144,7 +148,7 @@ mod tests {
     fn pipe_to_pipe_moves_everything_and_sees_eof() {
         let (src_r, src_w) = nb_pipe();
         let (dst_r, dst_w) = nb_pipe();
-        let mut pump = Pump::new(src_r, dst_w);
+        let mut pump = Pump::new(Rc::new(src_r), Rc::new(dst_w));
         let mut scratch = Vec::new();
         nix::unistd::write(&src_w, b"hello ").unwrap();
         nix::unistd::write(&src_w, b"world").unwrap();
@@ -161,7 +165,7 @@ mod tests {
     fn full_destination_blocks_then_resumes_without_loss() {
         let (src_r, src_w) = nb_pipe();
         let (dst_r, dst_w) = nb_pipe();
-        let mut pump = Pump::new(src_r, dst_w);
+        let mut pump = Pump::new(Rc::new(src_r), Rc::new(dst_w));
         let mut scratch = Vec::new();
         let chunk = vec![7u8; 32 * 1024];
         let mut written = 0usize;
@@ -188,7 +192,7 @@ mod tests {
         let (src_r, src_w) = nb_pipe();
         let (dst_r, dst_w) = nb_pipe();
         drop(dst_r);
-        let mut pump = Pump::new(src_r, dst_w);
+        let mut pump = Pump::new(Rc::new(src_r), Rc::new(dst_w));
         nix::unistd::write(&src_w, b"x").unwrap();
         let mut scratch = Vec::new();
         assert_eq!(pump.run(&mut scratch).unwrap(), Progress::DestinationGone);

@@ -137,8 +137,8 @@ pub struct ProcessIo {
     pub stdin_keepalive: Option<OwnedFd>,
     /// Terminal mode, until runc returns: where runc sends the pty master.
     pub console_socket: Option<ConsoleSocket>,
-    /// The pty master (for ResizePty), once received.
-    pub console: Option<OwnedFd>,
+    /// The pty master (for ResizePty), once received; shared with the console pumps.
+    pub console: Option<std::rc::Rc<OwnedFd>>,
     /// Terminal mode: the stdin fifo reader, source of the input pump.
     pub master_input: Option<OwnedFd>,
     /// Terminal mode: where the master's output goes (fifo, log file, logger pipe).
