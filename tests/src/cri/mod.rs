@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod image;
+pub mod raw_client;
 pub mod stream;
 
 /// Generated CRI v1 messages and clients (`runtime.v1`).
