@@ -160,7 +160,12 @@ impl Daemon {
         let out_slot = self.free_pump_slot();
         let out_gen = self.next_gen();
         add_or_assume_ready(self, master, master_interest(), token(KIND_PUMP_SRC, out_slot, out_gen))?;
-        if let Err(e) = add_or_assume_ready(self, &out, EpollFlags::EPOLLOUT, token(KIND_PUMP_DST, out_slot, out_gen)) {
+        if let Err(e) = add_or_assume_ready(
+            self,
+            &out,
+            EpollFlags::EPOLLOUT,
+            token(KIND_PUMP_DST, out_slot, out_gen),
+        ) {
             let _ = self.poll().delete(master.as_fd());
             return Err(e);
         }
@@ -269,7 +274,11 @@ impl Daemon {
                 Role::Output => ps.pump.src.clone(),
                 Role::Input => ps.pump.dst.clone(),
             };
-            let kind = if ps.role == Role::Output { KIND_PUMP_DST } else { KIND_PUMP_SRC };
+            let kind = if ps.role == Role::Output {
+                KIND_PUMP_DST
+            } else {
+                KIND_PUMP_SRC
+            };
             let mut ev = EpollEvent::new(master_interest(), token(kind, s, g));
             if self.poll().modify(master.as_fd(), &mut ev).is_ok() {
                 if let Some(Some(p)) = self.pumps.get_mut(s as usize) {
