@@ -4,48 +4,12 @@
 #![cfg(feature = "cri")]
 
 use e2e::cri::api::*;
+use e2e::cri::log::{parse_cri_log, read_log, LogLine};
 use e2e::cri::{CriDaemon, PAUSE_IMAGE};
 use e2e::procfs;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
-
-/// One line of a CRI log file: `<RFC 3339 time> <stdout|stderr> <F|P> <text>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LogLine {
-    stream: String,
-    tag: String,
-    text: String,
-}
-
-fn parse_cri_log(log: &str) -> Vec<LogLine> {
-    log.lines()
-        .map(|l| {
-            let mut it = l.splitn(4, ' ');
-            let (time, stream, tag) = (it.next(), it.next(), it.next());
-            let text = it.next().unwrap_or("");
-            let time = time.unwrap_or("");
-            let ok_time = time.len() >= 20
-                && time.as_bytes()[4] == b'-'
-                && time.as_bytes()[10] == b'T'
-                && (time.ends_with('Z') || time.contains('+'));
-            assert!(ok_time, "bad timestamp in CRI log line {l:?}");
-            let stream = stream.unwrap_or("").to_string();
-            let tag = tag.unwrap_or("").to_string();
-            assert!(stream == "stdout" || stream == "stderr", "bad stream in {l:?}");
-            assert!(tag == "F" || tag == "P", "bad tag in {l:?}");
-            LogLine {
-                stream,
-                tag,
-                text: text.to_string(),
-            }
-        })
-        .collect()
-}
-
-fn read_log(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
 
 #[test]
 fn container_logs_are_in_cri_format_and_reopen_starts_a_new_file() {

@@ -5,6 +5,7 @@
 #![cfg(feature = "cri")]
 
 use e2e::cri::api::*;
+use e2e::cri::log::{log_line, parse_cri_log, read_log, LogLine};
 use e2e::cri::raw_client::{EventWatch, RawCri};
 use e2e::cri::{CriDaemon, StreamSession};
 use std::path::Path;
@@ -14,47 +15,6 @@ const T: Duration = Duration::from_secs(30);
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// One line of a CRI log file: `<RFC 3339 time> <stdout|stderr> <F|P> <text>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LogLine {
-    stream: String,
-    tag: String,
-    text: String,
-}
-
-fn parse_cri_log(log: &str) -> Vec<LogLine> {
-    log.lines()
-        .map(|l| {
-            let mut it = l.splitn(4, ' ');
-            let (time, stream, tag) = (it.next().unwrap_or(""), it.next(), it.next());
-            let ok_time = time.len() >= 20 && time.as_bytes()[4] == b'-' && time.as_bytes()[10] == b'T';
-            assert!(ok_time, "bad timestamp in CRI log line {l:?}");
-            let line = LogLine {
-                stream: stream.unwrap_or("").to_string(),
-                tag: tag.unwrap_or("").to_string(),
-                text: it.next().unwrap_or("").to_string(),
-            };
-            assert!(
-                (line.stream == "stdout" || line.stream == "stderr") && (line.tag == "F" || line.tag == "P"),
-                "bad CRI log line {l:?}"
-            );
-            line
-        })
-        .collect()
-}
-
-fn read_log(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn log_line(stream: &str, tag: &str, text: &str) -> LogLine {
-    LogLine {
-        stream: stream.into(),
-        tag: tag.into(),
-        text: text.into(),
-    }
 }
 
 /// Targets of the open file descriptors of `pid`.

@@ -39,6 +39,51 @@ pub struct CreatedIds {
     pub containers: BTreeSet<String>,
 }
 
+/// A current-thread tokio runtime for one blocking client.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Opens a channel to the gRPC socket at `path` on `rt`; `timeout` bounds each call made on it
+/// (`None`: callers bound their calls themselves).
+pub(crate) fn connect_channel(
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+    timeout: Option<Duration>,
+) -> CriResult<Channel> {
+    let path: PathBuf = path.to_path_buf();
+    rt.block_on(async move {
+        let mut endpoint = Endpoint::from_static("http://cri.invalid").connect_timeout(Duration::from_secs(5));
+        if let Some(t) = timeout {
+            endpoint = endpoint.timeout(t);
+        }
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
+                let p = path.clone();
+                async move {
+                    let s = tokio::net::UnixStream::connect(p).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                }
+            })),
+        )
+        .await
+    })
+    .map_err(|_| CriError {
+        rpc: "connect",
+        code: tonic::Code::DeadlineExceeded,
+        message: "no connection within 10s".into(),
+    })?
+    .map_err(|e| CriError {
+        rpc: "connect",
+        code: tonic::Code::Unavailable,
+        message: format!("{e:?}"),
+    })
+}
+
 /// A connected CRI client. Cheap to use from one thread at a time.
 pub struct CriClient {
     rt: tokio::runtime::Runtime,
@@ -55,38 +100,8 @@ impl CriClient {
 
     /// Connects and records every created sandbox and container id in `created`.
     pub fn connect_recording(path: &Path, created: Arc<Mutex<CreatedIds>>) -> CriResult<CriClient> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let path: PathBuf = path.to_path_buf();
-        let channel = rt
-            .block_on(async move {
-                let endpoint = Endpoint::from_static("http://cri.invalid")
-                    .connect_timeout(Duration::from_secs(5))
-                    .timeout(CRI_TIMEOUT * 3);
-                tokio::time::timeout(
-                    Duration::from_secs(10),
-                    endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let p = path.clone();
-                        async move {
-                            let s = tokio::net::UnixStream::connect(p).await?;
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                        }
-                    })),
-                )
-                .await
-            })
-            .map_err(|_| CriError {
-                rpc: "connect",
-                code: tonic::Code::DeadlineExceeded,
-                message: "no connection within 10s".into(),
-            })?
-            .map_err(|e| CriError {
-                rpc: "connect",
-                code: tonic::Code::Unavailable,
-                message: format!("{e:?}"),
-            })?;
+        let rt = runtime();
+        let channel = connect_channel(&rt, path, Some(CRI_TIMEOUT * 3))?;
         Ok(CriClient {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod image;
+pub mod log;
 pub mod raw_client;
 pub mod stream;
 

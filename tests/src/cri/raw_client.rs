@@ -4,49 +4,13 @@
 
 use super::api::runtime_service_client::RuntimeServiceClient;
 use super::api::*;
-use super::client::{CriError, CriResult};
-use std::path::{Path, PathBuf};
+use super::client::{connect_channel, runtime, CriError, CriResult};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint, Uri};
-
-/// Opens a channel to the gRPC socket at `path` on the runtime `rt`.
-fn connect(rt: &tokio::runtime::Runtime, path: &Path) -> CriResult<Channel> {
-    let path: PathBuf = path.to_path_buf();
-    rt.block_on(async move {
-        let endpoint = Endpoint::from_static("http://cri.invalid").connect_timeout(Duration::from_secs(5));
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
-                let p = path.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(p).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            })),
-        )
-        .await
-    })
-    .map_err(|_| CriError {
-        rpc: "connect",
-        code: tonic::Code::DeadlineExceeded,
-        message: "no connection within 10s".into(),
-    })?
-    .map_err(|e| CriError {
-        rpc: "connect",
-        code: tonic::Code::Unavailable,
-        message: format!("{e:?}"),
-    })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
+use tonic::transport::Channel;
 
 /// A blocking client for the calls [`CriClient`](super::CriClient) lacks.
 pub struct RawCri {
@@ -58,7 +22,7 @@ impl RawCri {
     /// Connects to containerd's gRPC socket at `path` (`CriDaemon::address()`).
     pub fn connect(path: &Path) -> CriResult<RawCri> {
         let rt = runtime();
-        let channel = connect(&rt, path)?;
+        let channel = connect_channel(&rt, path, None)?;
         Ok(RawCri {
             rt,
             runtime: RuntimeServiceClient::new(channel).max_decoding_message_size(64 << 20),
@@ -127,7 +91,7 @@ impl EventWatch {
         let (ev, er, st) = (events.clone(), error.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let rt = runtime();
-            let channel = match connect(&rt, &path) {
+            let channel = match connect_channel(&rt, &path, None) {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
