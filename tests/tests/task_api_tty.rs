@@ -5,7 +5,7 @@ use e2e::fifo::{FifoReader, FifoWriter};
 use e2e::requests::{describe_err, exec_req, Calls};
 use e2e::shim::rpc_ctx;
 use e2e::Daemon;
-use protos::task::CloseIORequest;
+use protos::task::{CloseIORequest, ExecProcessRequest};
 use protos::types::Status;
 use std::time::Duration;
 
@@ -148,6 +148,14 @@ fn ten_mib_written_to_a_tty_reach_ctrs_terminal_whole() {
     d.assert_clean();
 }
 
+/// Makes an exec request ask for a terminal (in the request and in its process spec).
+fn with_terminal(req: &mut ExecProcessRequest) {
+    let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
+    spec["terminal"] = serde_json::json!(true);
+    req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
+    req.terminal = true;
+}
+
 fn close_io(d: &Daemon, c: &Calls, id: &str, exec_id: &str) {
     let mut r = CloseIORequest::new();
     r.id = id.to_string();
@@ -179,11 +187,8 @@ fn close_io_after_the_client_closed_stdin_makes_cat_end_with_and_without_a_termi
         let stderr = (!terminal).then(|| FifoReader::create(&dir.join(format!("{exec_id}-stderr"))));
         let mut req = exec_req(&d, &id, exec_id, &["/bin/cat"]);
         if terminal {
-            let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
-            spec["terminal"] = serde_json::json!(true);
-            req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
+            with_terminal(&mut req);
         }
-        req.terminal = terminal;
         req.stdin = stdin.uri();
         req.stdout = stdout.uri();
         req.stderr = stderr.as_ref().map(FifoReader::uri).unwrap_or_default();
@@ -250,10 +255,7 @@ fn output_of_a_terminal_exec_reaches_a_slow_reader_whole_when_deleted_right_afte
         let stdout =
             FifoReader::create_throttled(&dir.join(format!("{exec_id}-stdout")), 4096, Duration::from_millis(10));
         let mut req = exec_req(&d, &id, &exec_id, &["/bin/seq", "-s", " ", "1", "100000"]);
-        let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
-        spec["terminal"] = serde_json::json!(true);
-        req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
-        req.terminal = true;
+        with_terminal(&mut req);
         req.stdout = stdout.uri();
         c.exec(&req);
         c.start(&id, &exec_id);
