@@ -259,32 +259,28 @@ impl Daemon {
             Some((s, g))
         });
         let (src_registered, dst_registered) = ps.registered;
-        let master_registered = match ps.role {
-            Role::Output => src_registered,
-            Role::Input => dst_registered,
-        };
-        if src_registered && !(peer.is_some() && ps.role == Role::Output) {
+        // For a console pump: the master is the output pump's source, the input pump's destination.
+        let master_is_src = ps.role == Role::Output;
+        // The master stays registered while the peer lives.
+        let keep_src = peer.is_some() && master_is_src;
+        let keep_dst = peer.is_some() && !master_is_src;
+        if src_registered && !keep_src {
             let _ = self.poll().delete(ps.pump.src.as_fd());
         }
-        if dst_registered && !(peer.is_some() && ps.role == Role::Input) {
+        if dst_registered && !keep_dst {
             let _ = self.poll().delete(ps.pump.dst.as_fd());
         }
+        let master_registered = if master_is_src { src_registered } else { dst_registered };
         if let (Some((s, g)), true) = (peer, master_registered) {
-            let master = match ps.role {
-                Role::Output => ps.pump.src.clone(),
-                Role::Input => ps.pump.dst.clone(),
-            };
-            let kind = if ps.role == Role::Output {
-                KIND_PUMP_DST
-            } else {
-                KIND_PUMP_SRC
-            };
-            let mut ev = EpollEvent::new(master_interest(), token(kind, s, g));
+            let master = if master_is_src { &ps.pump.src } else { &ps.pump.dst };
+            // Any pump kind routes to `on_pump_event`.
+            let mut ev = EpollEvent::new(master_interest(), token(KIND_PUMP_SRC, s, g));
             if self.poll().modify(master.as_fd(), &mut ev).is_ok() {
                 if let Some(Some(p)) = self.pumps.get_mut(s as usize) {
-                    match p.role {
-                        Role::Input => p.registered.1 = true,
-                        Role::Output => p.registered.0 = true,
+                    if master_is_src {
+                        p.registered.1 = true;
+                    } else {
+                        p.registered.0 = true;
                     }
                 }
             }
@@ -324,7 +320,10 @@ impl Daemon {
 
     /// Whether output of the process is still being copied to its client.
     pub fn has_output_pumps(&self, container: &str, exec: &str) -> bool {
-        self.process_pumps(container, exec).into_iter().any(|slot| {
+        let Some(p) = self.containers.get(container).and_then(|c| c.process(exec)) else {
+            return false;
+        };
+        p.io.pumps.iter().any(|&slot| {
             self.pumps
                 .get(slot as usize)
                 .and_then(Option::as_ref)
