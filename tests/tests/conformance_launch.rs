@@ -17,7 +17,7 @@ use protos::runc_options::Options;
 use protos::task::{CreateTaskRequest, PauseRequest};
 use protos::task_ttrpc::TaskClient;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -40,6 +40,20 @@ fn create_and_start(d: &Daemon, client: &TaskClient, id: &str, bundle: &Path, op
 /// The shim daemon serving `client` (from `Connect`).
 fn daemon_pid(d: &Daemon, client: &TaskClient, id: &str) -> i32 {
     connect_pids(d, client, id).0 as i32
+}
+
+/// A hand-started shim whose container runs `sleep 1000`, its daemon sent `sig`:
+/// (id, bundle, shim, container pid, daemon pid).
+fn signalled_hand_shim(d: &Daemon, name: &str, sig: nix::sys::signal::Signal) -> (String, PathBuf, HandShim, u32, i32) {
+    let id = d.id(name);
+    let bundle = make_bundle(d, &id, &["/bin/sleep", "1000"]);
+    let shim = HandShim::start(d, &id, &bundle, b"");
+    let client = shim.client();
+    let pid = create_and_start(d, &client, &id, &bundle, &Options::default());
+    let daemon = daemon_pid(d, &client, &id);
+    drop(client);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), sig).expect("signal the shim daemon");
+    (id, bundle, shim, pid, daemon)
 }
 
 /// Item 1: `-v` and `--v` print version text and exit 0; so does `-version` (later 2.x Go
@@ -498,14 +512,7 @@ fn a_sigkilled_shim_is_cleaned_up_by_delete_and_containerd_reports_137() {
 #[test]
 fn the_delete_action_is_idempotent_and_prints_only_a_delete_response() {
     let d = Daemon::start();
-    let id = d.id("delact");
-    let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
-    let shim = HandShim::start(&d, &id, &bundle, b"");
-    let client = shim.client();
-    let pid = create_and_start(&d, &client, &id, &bundle, &Options::default());
-    let daemon = daemon_pid(&d, &client, &id);
-    drop(client);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    let (id, bundle, shim, pid, daemon) = signalled_hand_shim(&d, "delact", nix::sys::signal::Signal::SIGKILL);
     assert!(wait_gone(daemon, T), "the killed daemon");
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -554,14 +561,7 @@ fn the_delete_action_is_idempotent_and_prints_only_a_delete_response() {
 #[test]
 fn sigterm_ends_the_shim_without_killing_its_container_and_removes_the_socket() {
     let d = Daemon::start();
-    let id = d.id("sigterm");
-    let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
-    let shim = HandShim::start(&d, &id, &bundle, b"");
-    let client = shim.client();
-    let pid = create_and_start(&d, &client, &id, &bundle, &Options::default());
-    let daemon = daemon_pid(&d, &client, &id);
-    drop(client);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let (id, bundle, shim, pid, daemon) = signalled_hand_shim(&d, "sigterm", nix::sys::signal::Signal::SIGTERM);
     let gone = wait_gone(daemon, T);
     let alive = procfs::stat(pid as i32).is_some_and(|s| !s.is_zombie());
     let sock_left = d.shim_socket(&id).exists();
