@@ -97,6 +97,19 @@ pub fn owned_processes(
         .collect()
 }
 
+/// Polls `leaks` until it finds nothing; panics with the last findings and `log_tail` if
+/// something is still left after `timeout`.
+pub fn assert_no_leaks(timeout: Duration, mut leaks: impl FnMut() -> Vec<String>, log_tail: impl Fn() -> String) {
+    let mut last = Vec::new();
+    let clean = util::poll(timeout, Duration::from_millis(100), || {
+        last = leaks();
+        last.is_empty().then_some(())
+    });
+    if clean.is_none() {
+        panic!("leaked after {timeout:?}:\n  - {}\n{}", last.join("\n  - "), log_tail());
+    }
+}
+
 impl Daemon {
     /// Live processes of this daemon, except containerd and our own ctr/helper children:
     /// shims (`-address`/`-namespace` flags), runc (`--root /run/containerd/runc/<ns>`),
@@ -198,18 +211,7 @@ impl Daemon {
     /// no mount under the temp dir, no ctr fifo or shim socket for our ids, no runc state, no
     /// bundle or work dir, no container cgroup. Shims get [`CLEAN_TIMEOUT`] to exit.
     pub fn assert_clean(&self) {
-        let mut last = Vec::new();
-        let clean = util::poll(CLEAN_TIMEOUT, Duration::from_millis(100), || {
-            last = self.leaks();
-            last.is_empty().then_some(())
-        });
-        if clean.is_none() {
-            panic!(
-                "leaked after {CLEAN_TIMEOUT:?}:\n  - {}\n{}",
-                last.join("\n  - "),
-                self.log_tail(40)
-            );
-        }
+        assert_no_leaks(CLEAN_TIMEOUT, || self.leaks(), || self.log_tail(40));
     }
 
     fn ns_cgroup_dirs(&self) -> Vec<PathBuf> {

@@ -7,7 +7,7 @@ use super::api::*;
 use super::client::{CreatedIds, CriClient, CriError, CriResult};
 use super::config::{CniNetwork, CriConfig, RuntimeHandler, ShimResolution, Snippet};
 use super::image::{build_cri_images, BUSYBOX_IMAGE, PAUSE_IMAGE};
-use crate::cleanup::{owned_processes, OwnedProcess};
+use crate::cleanup::{assert_no_leaks, owned_processes, OwnedProcess};
 use crate::command;
 use crate::procfs;
 use crate::reaper::{self, Spawned};
@@ -664,18 +664,7 @@ impl CriDaemon {
     /// Asserts that nothing of this daemon's pods is left (see [`CriDaemon::leaks`]) and that
     /// CRI never tried to pull an image. Shims get [`CLEAN_TIMEOUT`] to exit.
     pub fn assert_clean(&self) {
-        let mut last = Vec::new();
-        let clean = util::poll(CLEAN_TIMEOUT, Duration::from_millis(100), || {
-            last = self.leaks();
-            last.is_empty().then_some(())
-        });
-        if clean.is_none() {
-            panic!(
-                "leaked after {CLEAN_TIMEOUT:?}:\n  - {}\n{}",
-                last.join("\n  - "),
-                self.log_tail(40)
-            );
-        }
+        assert_no_leaks(CLEAN_TIMEOUT, || self.leaks(), || self.log_tail(40));
         self.assert_no_pull();
     }
 
