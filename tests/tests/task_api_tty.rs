@@ -2,10 +2,12 @@
 //! ResizePty as `stty size` sees it, CloseIO ending `cat`, and 10 MiB through a tty.
 
 use e2e::fifo::{FifoReader, FifoWriter};
-use e2e::requests::{describe_err, exec_req, Calls};
-use e2e::shim::rpc_ctx;
+use e2e::launch::{connect_pids, shutdown_and_wait};
+use e2e::requests::{describe_err, exec_req, Calls, RUNC_OPTIONS_TYPE_URL};
+use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
-use protos::task::{CloseIORequest, ExecProcessRequest};
+use protobuf::MessageField;
+use protos::task::{CloseIORequest, CreateTaskRequest, ExecProcessRequest};
 use protos::types::Status;
 use std::time::Duration;
 
@@ -273,5 +275,53 @@ fn output_of_a_terminal_exec_reaches_a_slow_reader_whole_when_deleted_right_afte
     }
     drop(client);
     d.remove_container(&id);
+    d.assert_clean();
+}
+
+/// The same for a container whose init has the terminal (a hand-started shim, since `ctr run -t`
+/// reads its fifo at full speed): all of `seq`'s output reaches a reader that takes about
+/// 1.5 s for it, although Delete comes as soon as Wait returned.
+#[test]
+fn output_of_a_terminal_init_reaches_a_slow_reader_whole_when_deleted_right_after_its_exit() {
+    let d = Daemon::start();
+    let id = d.id("inittty");
+    let bundle = make_bundle(&d, &id, &["/bin/seq", "-s", " ", "1", "100000"]);
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read config.json")).expect("JSON");
+    spec["process"]["terminal"] = serde_json::json!(true);
+    std::fs::write(&path, serde_json::to_vec(&spec).expect("JSON")).expect("write config.json");
+    let shim = HandShim::start(&d, &id, &bundle, b"");
+    let client = shim.client();
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    let dir = d.tmp().join("inittty-fifos");
+    std::fs::create_dir_all(&dir).expect("mkdir fifos");
+    let stdout = FifoReader::create_throttled(&dir.join("stdout"), 4096, Duration::from_millis(10));
+    let mut r = CreateTaskRequest::new();
+    r.id = id.clone();
+    r.bundle = bundle.to_string_lossy().into_owned();
+    r.stdout = stdout.uri();
+    r.terminal = true;
+    r.options = MessageField::some(protos::any::pack_bytes(RUNC_OPTIONS_TYPE_URL, Vec::new()));
+    client
+        .create(rpc_ctx(d.ns()), &r)
+        .unwrap_or_else(|e| panic!("Create: {}\n{}", describe_err(&e), shim.log.text()));
+    c.start(&id, "");
+    assert_eq!(c.wait(&id, "").exit_status, 0, "seq exits 0");
+    c.delete(&id, "");
+    assert!(stdout.wait_eof(T), "stdout fifo got no EOF after Delete");
+    let text = stdout.text();
+    assert!(
+        text.trim_end().ends_with("99999 100000"),
+        "output lost its tail: {} bytes, ending {:?}",
+        text.len(),
+        &text[text.len().saturating_sub(40)..]
+    );
+    let daemon = connect_pids(&d, &client, &id).0 as i32;
+    shutdown_and_wait(&d, client, &id, daemon);
+    drop(shim);
     d.assert_clean();
 }
