@@ -3,7 +3,9 @@
 
 use e2e::fifo::{FifoReader, FifoWriter};
 use e2e::launch::{busybox_bind_mount, connect_pids, make_mounted_bundle, runc_path, shutdown_and_wait};
-use e2e::requests::{delete_req, describe_err, exec_req, expect_code, kill_req, Calls, RUNC_OPTIONS_TYPE_URL};
+use e2e::requests::{
+    delete_req, describe_err, exec_req, expect_code, kill_req, start_req, Calls, RUNC_OPTIONS_TYPE_URL,
+};
 use e2e::scenario::wait_gone;
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::{procfs, util, Daemon};
@@ -212,6 +214,56 @@ fn create_start_kill_delete_of_a_mounted_rootfs_follow_the_protocol() {
     let sock = d.shim_socket(&id);
     shutdown_and_wait(&d, client, &id, daemon);
     assert!(!sock.exists(), "the socket outlived the shim");
+    drop(shim);
+    d.assert_clean();
+}
+
+/// A created init that dies before Start (containerd's TestIssue9103 kills runc init to stand
+/// for an OOM kill): Wait returns 137, State says STOPPED with that status, `/tasks/exit` is
+/// published, Start is refused, and Delete answers the same status.
+#[test]
+fn a_created_init_killed_before_start_is_reported_stopped() {
+    let d = Daemon::start();
+    let ev = d.events();
+    let id = d.id("created-killed");
+    let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
+    let shim = HandShim::start(&d, &id, &bundle, b"");
+    let client = shim.client();
+    let mut r = CreateTaskRequest::new();
+    r.id = id.clone();
+    r.bundle = bundle.to_string_lossy().into_owned();
+    r.options = MessageField::some(protos::any::pack_bytes(RUNC_OPTIONS_TYPE_URL, Vec::new()));
+    let pid = client
+        .create(rpc_ctx(d.ns()), &r)
+        .unwrap_or_else(|e| panic!("Create: {}", describe_err(&e)))
+        .pid;
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill runc init");
+    let waited = c.wait(&id, "");
+    assert_eq!(waited.exit_status, 137, "Wait on the killed created init");
+    let st = c.state(&id, "");
+    assert_eq!(
+        (st.status.enum_value(), st.exit_status),
+        (Ok(Status::STOPPED), 137),
+        "State after runc init died"
+    );
+    let e = ev.wait_topic("/tasks/exit", &id, T);
+    assert_eq!(e.u64_field("exit_status"), 137, "/tasks/exit: {}", e.line);
+    assert!(
+        client.start(rpc_ctx(d.ns()), &start_req(&id, "")).is_err(),
+        "Start of a stopped init must be refused"
+    );
+    assert_eq!(c.delete(&id, "").exit_status, 137, "Delete of the killed created init");
+    assert!(!d.runc_root().join(&id).exists(), "runc state left after Delete");
+    let daemon = connect_pids(&d, &client, &id).0 as i32;
+    shutdown_and_wait(&d, client, &id, daemon);
     drop(shim);
     d.assert_clean();
 }
