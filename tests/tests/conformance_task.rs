@@ -392,11 +392,17 @@ fn unknown_methods_and_services_are_unimplemented_and_both_task_services_answer(
     let task = d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
     let sock = format!("unix://{}", d.shim_socket(&id).display());
     let raw = ttrpc::Client::connect(&sock).unwrap_or_else(|e| panic!("connect {sock}: {e:?}"));
+    let go = e2e::launch::go_shim_release(d.shim_bin());
     for (service, method) in [
         ("containerd.task.v2.Task", "E2eNoSuchMethod"),
         ("containerd.task.v3.Task", "E2eNoSuchMethod"),
         ("e2e.no.such.Service", "State"),
+        // The 1.7 Go shim serves a stub of this one (COMPAT.md); ours does not.
+        ("containerd.runtime.sandbox.v1.Sandbox", "PingSandbox"),
     ] {
+        if service.contains("sandbox") && go.is_some() {
+            continue;
+        }
         let mut req = ttrpc::Request::new();
         req.service = service.into();
         req.method = method.into();
@@ -411,7 +417,6 @@ fn unknown_methods_and_services_are_unimplemented_and_both_task_services_answer(
     sr.id = id.clone();
     let v2 = protos::task_ttrpc::TaskClient::new(raw.clone()).state(rpc_ctx(d.ns()), &sr);
     let v3 = protos::task_v3_ttrpc::TaskClient::new(raw).state(rpc_ctx(d.ns()), &sr);
-    let go = e2e::launch::go_shim_release(d.shim_bin());
     d.remove_container(&id);
     for (name, r) in [("v2", &v2), ("v3", &v3)] {
         match r {
