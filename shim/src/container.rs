@@ -74,6 +74,8 @@ pub struct Process {
     /// so that the start event is published first.
     pub starting: bool,
     pub exit_during_start: Option<Exit>,
+    /// An exec whose `runc exec` failed: it stays CREATED and cannot be started again.
+    pub start_failed: bool,
     /// The OCI `Process` JSON of an exec, with `terminal` already set.
     pub spec: Vec<u8>,
     /// An init created from a checkpoint: what `Start` restores.
@@ -114,6 +116,7 @@ impl Process {
             queue: VecDeque::new(),
             starting: false,
             exit_during_start: None,
+            start_failed: false,
             spec: Vec::new(),
             restore: None,
             drain: None,

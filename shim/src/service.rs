@@ -635,6 +635,11 @@ impl Daemon {
             .get_mut(exec_id)
             .ok_or_else(|| Error::process_not_found(exec_id))?;
         state::check(Kind::Exec, p.status, Op::Start)?;
+        if p.start_failed {
+            return Err(Error::FailedPrecondition(format!(
+                "exec {exec_id} already failed to start"
+            )));
+        }
         if init_gone {
             return Err(Error::FailedPrecondition(format!(
                 "container {id} init process is not running"
@@ -657,6 +662,9 @@ impl Daemon {
         let logger = prepared.io.logger;
         p.io = prepared.io;
         p.busy = true;
+        // From here until it fails or its exit is reaped, the exec defers the init's exit:
+        // one that runc starts just as the init dies is reported before the init.
+        c.running_execs += 1;
         let io = prepared.child.map_or(RuncIo::Capture, RuncIo::Container);
         let invocation = c.runc.exec(
             id,
@@ -724,23 +732,32 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                // The exec never ran: it counts as exited so that Wait returns.
+                // The exec never ran. As with the Go shim it stays CREATED, Wait returns
+                // (status 0, zero time), no exit is published; a second Start is refused.
                 self.close_process_io(id, exec_id);
-                let Some(p) = self.containers.get_mut(id).and_then(|c| c.execs.get_mut(exec_id)) else {
+                let Some(c) = self.containers.get_mut(id) else {
                     self.answer::<Empty>(r, Err(e));
                     return;
                 };
-                p.io = Default::default();
-                p.status = Status::Stopped;
-                p.exit = Some(Exit {
-                    pid: 0,
-                    status: 255,
-                    at: SystemTime::now(),
-                });
-                let waiters = std::mem::take(&mut p.waiters);
-                let exit = p.exit;
+                c.running_execs = c.running_execs.saturating_sub(1);
+                let finish_init = if c.running_execs == 0 {
+                    c.init_exit_deferred.take()
+                } else {
+                    None
+                };
+                let waiters = match c.execs.get_mut(exec_id) {
+                    Some(p) => {
+                        p.io = Default::default();
+                        p.start_failed = true;
+                        std::mem::take(&mut p.waiters)
+                    }
+                    None => Vec::new(),
+                };
                 self.answer::<Empty>(r, Err(e));
-                self.release_waiters(waiters, exit);
+                self.release_waiters(waiters, None);
+                if let Some(init_exit) = finish_init {
+                    self.finish_init_exit(id, init_exit);
+                }
             }
         }
         self.release(id, exec_id);
@@ -751,7 +768,6 @@ impl Daemon {
             if let Some(p) = c.execs.get_mut(exec_id) {
                 p.pid = pid;
                 p.status = Status::Running;
-                c.running_execs += 1;
                 self.pids.insert(pid, (id.to_string(), exec_id.to_string()));
             }
         }
@@ -775,8 +791,9 @@ impl Daemon {
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!("id {}", req.exec_id)));
         }
-        let init_status = if c.init_reaped { Status::Stopped } else { c.init.status };
-        state::check(c.init.kind, init_status, Op::Exec)?;
+        // While the init's exit waits for starting execs, the init still counts as running
+        // (as with the Go shim): the exec is created, and its Start is refused.
+        state::check(c.init.kind, c.init.status, Op::Exec)?;
         let names = StdioNames {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -1005,18 +1022,15 @@ impl Daemon {
         if p.pid != 0 {
             self.pids.remove(&p.pid);
         }
-        let exit = p.exit.unwrap_or(Exit {
-            pid: p.pid,
-            status: 0,
-            at: SystemTime::now(),
-        });
-        self.release_waiters(std::mem::take(&mut p.waiters), Some(exit));
+        // An exec that never ran answers Go's status 0 and zero time.
+        let exit = p.exit;
+        self.release_waiters(std::mem::take(&mut p.waiters), exit);
         let queued: Vec<Queued> = p.queue.drain(..).collect();
         self.fail_queue(queued, Error::process_not_found(exec_id));
         let mut resp = DeleteResponse::new();
         resp.pid = p.pid;
-        resp.exit_status = exit.status;
-        resp.exited_at = timestamp(Some(exit.at));
+        resp.exit_status = exit.map_or(0, |e| e.status);
+        resp.exited_at = timestamp(exit.map(|e| e.at));
         Ok(resp)
     }
 
@@ -1028,10 +1042,11 @@ impl Daemon {
                 self.answer::<Empty>(r, Err(e));
                 return;
             }
-            Ok(p) if matches!(p.status, Status::Stopped | Status::Deleted) => p.exit,
+            Ok(p) if matches!(p.status, Status::Stopped | Status::Deleted) => Some(p.exit),
+            Ok(p) if p.start_failed => Some(None),
             Ok(_) => None,
         };
-        if exit.is_some() {
+        if let Some(exit) = exit {
             self.release_waiters(
                 vec![Waiter {
                     responder: r,

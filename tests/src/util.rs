@@ -144,6 +144,20 @@ pub fn tail(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
+/// Polls `pred` every 20 ms until it holds (true) or `timeout` passes (false).
+pub fn poll_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if pred() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use e2e::fifo::{FifoReader, FifoWriter};
 use e2e::launch::{busybox_bind_mount, connect_pids, make_mounted_bundle, runc_path, shutdown_and_wait};
 use e2e::requests::{
-    delete_req, describe_err, exec_req, expect_code, kill_req, start_req, Calls, RUNC_OPTIONS_TYPE_URL,
+    delete_req, describe_err, exec_req, exec_req_in, expect_code, kill_req, start_req, Calls, RUNC_OPTIONS_TYPE_URL,
 };
 use e2e::scenario::wait_gone;
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
@@ -262,6 +262,188 @@ fn a_created_init_killed_before_start_is_reported_stopped() {
     );
     assert_eq!(c.delete(&id, "").exit_status, 137, "Delete of the killed created init");
     assert!(!d.runc_root().join(&id).exists(), "runc state left after Delete");
+    let daemon = connect_pids(&d, &client, &id).0 as i32;
+    shutdown_and_wait(&d, client, &id, daemon);
+    drop(shim);
+    d.assert_clean();
+}
+
+/// A `runc` wrapper for `Options.binary_name` that holds every `runc exec` (after leaving a
+/// `reached.<pid>` file in `gate`) until the file `gate/open` exists; other verbs run at once.
+fn gated_runc(d: &Daemon, gate: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(gate).expect("mkdir gate");
+    let wrapper = d.tmp().join("runc-exec-gate");
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" exec \"*) : > {g}/reached.$$; \
+         while [ ! -e {g}/open ]; do sleep 0.02; done;; esac\nexec {r} \"$@\"\n",
+        g = gate.display(),
+        r = runc_path().display()
+    );
+    std::fs::write(&wrapper, script).expect("write runc wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    wrapper
+}
+
+/// An exec whose `runc exec` fails (a missing binary) stays CREATED as with the Go shim: Start
+/// answers runc's error, State says CREATED with status 0, Wait returns 0 at Go's zero time, no
+/// `/tasks/exit` is published for it, a second Start is refused and Delete answers 0.
+///
+/// Then containerd's TestIssue10589 race (its runc-fp failpoint replaced by a wrapper that holds
+/// `runc exec`): the init dies while an exec's Start is inside runc. Its exit waits for that
+/// Start (State stays RUNNING, no `/tasks/exit` yet); a second exec can be created but its Start
+/// is FAILED_PRECONDITION; when runc goes on, the first Start fails, both execs are CREATED, and
+/// only then is the init reported STOPPED with 137.
+#[test]
+fn an_exec_whose_start_fails_stays_created_and_defers_an_init_exit_meanwhile() {
+    let d = Daemon::start();
+    let ev = d.events();
+    let id = d.id("execrace");
+    let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
+    let gate = d.tmp().join("exec-gate");
+    let opts = Options {
+        binary_name: gated_runc(&d, &gate).to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let shim = HandShim::start(&d, &id, &bundle, b"");
+    let client = shim.client();
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    let go = e2e::launch::go_shim_release(d.shim_bin());
+    let mut r = CreateTaskRequest::new();
+    r.id = id.clone();
+    r.bundle = bundle.to_string_lossy().into_owned();
+    r.options = MessageField::some(protos::any::pack(RUNC_OPTIONS_TYPE_URL, &opts).expect("pack"));
+    let pid = client
+        .create(rpc_ctx(d.ns()), &r)
+        .unwrap_or_else(|e| panic!("Create: {}", describe_err(&e)))
+        .pid;
+    c.start(&id, "");
+
+    // A failed exec Start, with the gate open.
+    std::fs::write(gate.join("open"), b"").expect("open gate");
+    c.exec(&exec_req_in(&bundle, &id, "bad", &["/bin/e2e-no-such-binary"]));
+    let err = client
+        .start(rpc_ctx(d.ns()), &start_req(&id, "bad"))
+        .expect_err("Start of a missing binary must fail");
+    assert!(
+        describe_err(&err).contains("e2e-no-such-binary"),
+        "Start error: {}",
+        describe_err(&err)
+    );
+    let st = c.state(&id, "bad");
+    assert_eq!(
+        (st.status.enum_value(), st.exit_status, st.pid, st.exited_at.seconds),
+        (Ok(Status::CREATED), 0, 0, GO_ZERO_TIME),
+        "State of an exec whose start failed"
+    );
+    let waited = c.wait(&id, "bad");
+    assert_eq!(
+        (waited.exit_status, waited.exited_at.seconds),
+        (0, GO_ZERO_TIME),
+        "Wait on an exec whose start failed"
+    );
+    if go.is_none() {
+        // (The 1.6/1.7 Go shims crash here: they close the exec's wait channel twice.)
+        expect_code(
+            client.start(rpc_ctx(d.ns()), &start_req(&id, "bad")),
+            ttrpc::Code::FAILED_PRECONDITION,
+            "second Start of an exec whose start failed",
+        );
+    }
+    let del = c.delete(&id, "bad");
+    assert_eq!(
+        (del.exit_status, del.pid),
+        (0, 0),
+        "Delete of an exec whose start failed"
+    );
+
+    // The init dies while an exec's Start is held inside runc.
+    std::fs::remove_file(gate.join("open")).expect("close gate");
+    for f in std::fs::read_dir(&gate).expect("gate dir") {
+        std::fs::remove_file(f.expect("entry").path()).expect("rm");
+    }
+    c.exec(&exec_req_in(&bundle, &id, "exec1", &["/bin/sleep", "301"]));
+    let starter = shim.client();
+    let (ns, cid) = (d.ns().to_string(), id.clone());
+    let exec1 = std::thread::spawn(move || {
+        starter
+            .start(rpc_ctx(&ns), &start_req(&cid, "exec1"))
+            .map_err(|e| describe_err(&e))
+    });
+    assert!(
+        util::poll_until(T, || std::fs::read_dir(&gate).map_or(0, |d| d.count()) > 0),
+        "exec1 never reached runc"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill init");
+    assert!(wait_gone(pid as i32, T), "the init did not die");
+    std::thread::sleep(Duration::from_millis(300));
+    let st = c.state(&id, "");
+    assert_eq!(
+        st.status.enum_value(),
+        Ok(Status::RUNNING),
+        "the init's exit must wait for the exec being started"
+    );
+    assert!(
+        ev.try_wait_for(Duration::ZERO, |e| e.topic == "/tasks/exit"
+            && e.container_id() == Some(id.as_str()))
+            .is_none(),
+        "/tasks/exit published while an exec was starting\n{}",
+        ev.describe()
+    );
+    c.exec(&exec_req_in(&bundle, &id, "exec2", &["/bin/sleep", "302"]));
+    expect_code(
+        client.start(rpc_ctx(d.ns()), &start_req(&id, "exec2")),
+        ttrpc::Code::FAILED_PRECONDITION,
+        "Start of an exec after the init died",
+    );
+    std::fs::write(gate.join("open"), b"").expect("open gate");
+    let first = exec1.join().expect("exec1 thread");
+    assert!(
+        first.is_err(),
+        "exec1's Start must fail once the init is gone: {first:?}"
+    );
+    for exec_id in ["exec1", "exec2"] {
+        assert_eq!(
+            c.state(&id, exec_id).status.enum_value(),
+            Ok(Status::CREATED),
+            "{exec_id} after its failed start"
+        );
+    }
+    assert_eq!(c.wait(&id, "").exit_status, 137, "Wait on the init");
+    let st = c.state(&id, "");
+    assert_eq!(
+        (st.status.enum_value(), st.exit_status),
+        (Ok(Status::STOPPED), 137),
+        "State of the init"
+    );
+    let exit = ev.wait_topic("/tasks/exit", &id, T);
+    assert_eq!(
+        exit.str_field("id"),
+        id,
+        "the only /tasks/exit is the init's: {}",
+        exit.line
+    );
+    for exec_id in ["exec1", "exec2"] {
+        c.delete(&id, exec_id);
+    }
+    assert_eq!(c.delete(&id, "").exit_status, 137, "Delete of the init");
+    let exits: Vec<String> = ev
+        .for_container(&id)
+        .into_iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .map(|e| e.line)
+        .collect();
+    assert_eq!(
+        exits.len(),
+        1,
+        "one /tasks/exit (the init's), none for execs that never ran: {exits:#?}"
+    );
     let daemon = connect_pids(&d, &client, &id).0 as i32;
     shutdown_and_wait(&d, client, &id, daemon);
     drop(shim);
