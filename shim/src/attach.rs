@@ -489,6 +489,25 @@ impl Daemon {
             return;
         }
         let container = o.container.clone();
+        self.check_oom(slot, container);
+    }
+
+    /// A look for an OOM kill before an exec's exit is published: on cgroup v2 the kill is
+    /// counted in `memory.events` before the victim dies, but its inotify wake-up comes after
+    /// the exit, so without this `/tasks/oom` would follow the exec's `/tasks/exit`.
+    pub fn oom_check_before_exit(&mut self, container: &str) {
+        let Some((slot, gen)) = self.containers.get(container).and_then(|c| c.oom) else {
+            return;
+        };
+        if matches!(self.ooms.get(slot as usize), Some(Some(o)) if o.gen == gen) {
+            self.check_oom(slot, container.to_string());
+        }
+    }
+
+    fn check_oom(&mut self, slot: u32, container: String) {
+        let Some(Some(o)) = self.ooms.get_mut(slot as usize) else {
+            return;
+        };
         match o.watcher.on_readable() {
             Ok(OomEvent::Nothing) => {}
             Ok(OomEvent::Oom) => self.publish_oom(&container),

@@ -1163,6 +1163,7 @@ impl Daemon {
 
     fn exec_exited(&mut self, id: &str, exec_id: &str, exit: Exit) {
         self.pids.remove(&exit.pid);
+        self.oom_check_before_exit(id);
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
