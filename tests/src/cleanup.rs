@@ -1,5 +1,6 @@
 //! What belongs to a daemon, the leak check, and teardown.
 
+use crate::cgroup;
 use crate::command;
 use crate::daemon::Daemon;
 use crate::procfs;
@@ -216,7 +217,7 @@ impl Daemon {
 
     fn ns_cgroup_dirs(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
-        for hier in list_dir(Path::new("/sys/fs/cgroup")) {
+        for hier in cgroup::hierarchies() {
             let d = hier.join(self.ns());
             if d.is_dir() {
                 v.push(d);

@@ -14,6 +14,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod cgroup;
 pub mod cleanup;
 pub mod command;
 pub mod config;

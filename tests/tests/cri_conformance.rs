@@ -4,10 +4,12 @@
 //! mirrors.
 #![cfg(feature = "cri")]
 
+use e2e::cgroup::{self, Knob};
 use e2e::cri::api::*;
 use e2e::cri::log::{log_line, parse_cri_log, read_log, LogLine};
 use e2e::cri::raw_client::{EventWatch, RawCri};
 use e2e::cri::{CriDaemon, StreamSession};
+use e2e::procfs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -88,13 +90,6 @@ fn with_pid_mode(cfg: &mut PodSandboxConfig, mode: NamespaceMode) {
     {
         ns.pid = mode as i32;
     }
-}
-
-fn read_trim(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {path}: {e}"))
-        .trim()
-        .to_string()
 }
 
 /// critest "runtime should support attach": a shell with stdin + stdin_once answers what is
@@ -984,16 +979,36 @@ fn memory_limit_updates_before_start_and_while_running_reach_the_cgroup() {
     update(400 * MIB);
     d.ok("StartContainer", d.cri().start_container(&c));
     d.wait_container_state(&c, ContainerState::ContainerRunning, T);
-    let memcg = format!("/sys/fs/cgroup/memory{}", d.container_cgroup(&c));
-    let memsw = format!("{memcg}/memory.memsw.limit_in_bytes");
+    let cg = d.container_cgroup(&c);
+    // containerd sets the OCI swap limit (memory plus swap) to the memory limit, no swap, where
+    // it sees a swap controller: on v1 memory.memsw.limit_in_bytes, on v2 memory.swap.max in its
+    // own cgroup, which is ours (it is our child; the root cgroup has none). v2's
+    // memory.swap.max counts swap alone (runc writes swap minus memory): 0 then, else "max".
+    let own_cgroup = procfs::cgroup_paths(std::process::id() as i32)
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let v2_swap_set = cgroup::file(&own_cgroup, Knob::SwapLimit).exists();
+    let swap = |limit: i64| match (cgroup::is_v2(), v2_swap_set) {
+        (false, _) => limit.to_string(),
+        (true, true) => "0".to_string(),
+        (true, false) => "max".to_string(),
+    };
     let check = |d: &CriDaemon, limit: i64| {
         assert_eq!(
-            read_trim(&format!("{memcg}/memory.limit_in_bytes")),
+            cgroup::read(&cg, Knob::MemoryLimit),
             limit.to_string(),
-            "memory.limit_in_bytes"
+            "{}",
+            cgroup::file(&cg, Knob::MemoryLimit).display()
         );
-        if Path::new(&memsw).exists() {
-            assert_eq!(read_trim(&memsw), limit.to_string(), "memory.memsw.limit_in_bytes");
+        let swap_file = cgroup::file(&cg, Knob::SwapLimit);
+        if swap_file.exists() {
+            assert_eq!(
+                cgroup::read(&cg, Knob::SwapLimit),
+                swap(limit),
+                "{}",
+                swap_file.display()
+            );
         }
         if let Some(l) = status_limit(d) {
             assert_eq!(l, limit, "ContainerStatus.resources");

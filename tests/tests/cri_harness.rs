@@ -3,6 +3,7 @@
 //! daemon config is built from the packaging snippet.
 #![cfg(feature = "cri")]
 
+use e2e::cgroup;
 use e2e::cri::api::*;
 use e2e::cri::{CriDaemon, CRI_NAMESPACE};
 use e2e::procfs;
@@ -22,7 +23,7 @@ fn leak_checker_sees_a_running_pod_and_teardown_removes_it() {
     let cpid = d.container_pid(&c);
     let sock = d.shim_socket(&pod);
     let runc_state = Path::new("/run/containerd/runc").join(CRI_NAMESPACE).join(&c);
-    let cgroup_top = Path::new("/sys/fs/cgroup/memory").join(d.cgroup_root());
+    let cgroup_top = cgroup::dir("memory", d.cgroup_root());
     let (tmp, bridge) = (d.tmp().to_path_buf(), d.net().bridge.clone());
     let cni_prefix = format!("{}-", d.net().name);
 

@@ -2,6 +2,7 @@
 //! test (runtime handler from the packaging snippets), driven by a CRI v1 client.
 #![cfg(feature = "cri")]
 
+use e2e::cgroup::{self, Knob};
 use e2e::cri::api::*;
 use e2e::cri::{CriDaemon, CriOptions, Snippet, CRI_NAMESPACE};
 use e2e::procfs;
@@ -118,18 +119,19 @@ fn pod_and_container_lifecycle_through_cri() {
             },
         ),
     );
-    let memcg = format!("/sys/fs/cgroup/memory{cg}");
-    assert_eq!(
-        read(&format!("{memcg}/memory.limit_in_bytes")).trim(),
-        (96u64 << 20).to_string()
-    );
-    let cpucg = format!("/sys/fs/cgroup/cpu{cg}");
-    assert_eq!(read(&format!("{cpucg}/cpu.shares")).trim(), "512");
-    assert_eq!(read(&format!("{cpucg}/cpu.cfs_quota_us")).trim(), "50000");
-    let procs = read(&format!("{memcg}/cgroup.procs"));
+    assert_eq!(cgroup::read(&cg, Knob::MemoryLimit), (96u64 << 20).to_string());
+    let (shares, quota) = if cgroup::is_v2() {
+        (cgroup::cpu_weight(512).to_string(), "50000 100000")
+    } else {
+        ("512".to_string(), "50000")
+    };
+    assert_eq!(cgroup::read(&cg, Knob::CpuShares), shares);
+    assert_eq!(cgroup::read(&cg, Knob::CpuQuota), quota);
+    let procs = cgroup::read(&cg, Knob::Procs);
     assert!(
         procs.lines().any(|l| l.trim() == cpid.to_string()),
-        "container init {cpid} is not in {memcg}: {procs}"
+        "container init {cpid} is not in {}: {procs}",
+        cgroup::file(&cg, Knob::Procs).display()
     );
 
     // StopContainer: SIGTERM, the trap exits 42.
@@ -248,9 +250,8 @@ fn failed_start_terminal_container_and_stopping_a_pod_with_running_containers() 
     );
     d.ok("StartContainer", d.cri().start_container(&c));
     d.wait_container_state(&c, ContainerState::ContainerRunning, T);
-    let memcg = format!("/sys/fs/cgroup/memory{}", d.container_cgroup(&c));
     assert_eq!(
-        read(&format!("{memcg}/memory.limit_in_bytes")).trim(),
+        cgroup::read(&d.container_cgroup(&c), Knob::MemoryLimit),
         (80u64 << 20).to_string()
     );
 

@@ -92,6 +92,9 @@ fn checkpoint_with_exit_then_restore_from_it_round_trip() {
     let d = Daemon::start();
     let id = d.id("ckptrt");
     let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
+    // containerd gives every bundle a `work` dir (a link to its per-container work dir); the
+    // shim puts criu's work dir (`criu-work`) in it.
+    std::fs::create_dir(bundle.join("work")).expect("mkdir work in the bundle");
     let shim = HandShim::start(&d, &id, &bundle, b"");
     let client = shim.client();
     let c = Calls {

@@ -2,6 +2,7 @@
 //! crun), Root (`--runc-root`), NoPivotRoot (`--no-pivot`), IoUid/IoGid, ShimCgroup, and the
 //! shim's oom_score_adj.
 
+use e2e::cgroup;
 use e2e::fifo::{FifoReader, FifoWriter};
 use e2e::requests::{describe_err, Calls, RUNC_OPTIONS_TYPE_URL};
 use e2e::scenario::wait_gone;
@@ -154,8 +155,9 @@ fn runc_root_option_puts_runc_state_under_that_root() {
     d.assert_clean();
 }
 
-/// crun via `--runc-binary`, with the workaround from test-environment.md (private mount
-/// namespace hiding /sys/fs/cgroup/unified; ociVersion 1.1+ (1.7 writes 1.2.0) lowered to 1.0.2).
+/// crun via `--runc-binary`, with the workaround from test-environment.md (ociVersion 1.1+ (1.7
+/// writes 1.2.0) lowered to 1.0.2; on a cgroup v1 hybrid host also a private mount namespace
+/// hiding /sys/fs/cgroup/unified, which a pure cgroup v2 host does not have).
 #[test]
 fn crun_as_runc_binary_runs_a_container() {
     let crun = Path::new("/usr/bin/crun");
@@ -169,17 +171,24 @@ fn crun_as_runc_binary_runs_a_container() {
     let id = d.id("crun");
     let log = d.tmp().join("crun-calls.log");
     let wrapper = d.tmp().join("crun-wrapper");
+    let exec = if cgroup::is_v2() {
+        r#"exec /usr/bin/crun "$@""#
+    } else {
+        r#"exec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified && exec /usr/bin/crun "$@"' crun "$@""#
+    };
     write_wrapper(
         &wrapper,
         &log,
-        r#"prev=
+        &format!(
+            r#"prev=
 for a in "$@"; do
   if [ "$prev" = --bundle ]; then
     sed -i 's/"ociVersion": *"1\.[1-9][^"]*"/"ociVersion": "1.0.2"/' "$a/config.json"
   fi
   prev="$a"
 done
-exec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified && exec /usr/bin/crun "$@"' crun "$@""#,
+{exec}"#
+        ),
     );
     let out = run_with_runtime_flags(
         &d,
@@ -286,7 +295,7 @@ fn io_uid_and_io_gid_own_the_container_side_stdio_pipes() {
 }
 
 /// The v1 hierarchies a shim cgroup is made in for the test (cpuset is left out: a new cpuset
-/// cgroup has no cpus until configured).
+/// cgroup has no cpus until configured). On cgroup v2 they are all the one unified hierarchy.
 const SHIM_CGROUP_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
 #[test]
@@ -294,10 +303,8 @@ fn shim_cgroup_option_on_start_puts_the_shim_into_that_cgroup() {
     let d = Daemon::start();
     let id = d.id("shimcg");
     let cg = format!("/{}/e2e-shim", d.ns());
-    let dirs: Vec<PathBuf> = SHIM_CGROUP_CONTROLLERS
-        .iter()
-        .map(|c| PathBuf::from("/sys/fs/cgroup").join(c).join(cg.trim_start_matches('/')))
-        .collect();
+    let mut dirs: Vec<PathBuf> = SHIM_CGROUP_CONTROLLERS.iter().map(|c| cgroup::dir(c, &cg)).collect();
+    dirs.dedup();
     for dir in &dirs {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     }
@@ -318,15 +325,12 @@ fn shim_cgroup_option_on_start_puts_the_shim_into_that_cgroup() {
     let cgroup_file = std::fs::read_to_string(format!("/proc/{}/cgroup", pids[0])).unwrap_or_default();
     shutdown_and_wait(&d, &shim, client);
     // In every hierarchy: a shim may have made the cgroup in more than these.
-    for hier in std::fs::read_dir("/sys/fs/cgroup")
-        .expect("read /sys/fs/cgroup")
-        .flatten()
-    {
-        let _ = std::fs::remove_dir(hier.path().join(cg.trim_start_matches('/')));
+    for hier in cgroup::hierarchies() {
+        let _ = std::fs::remove_dir(hier.join(cg.trim_start_matches('/')));
     }
     assert!(
-        paths.iter().filter(|p| **p == cg).count() >= SHIM_CGROUP_CONTROLLERS.len(),
-        "the shim must be in {cg} in the memory, pids and cpu hierarchies:\n{cgroup_file}"
+        paths.iter().filter(|p| **p == cg).count() >= dirs.len(),
+        "the shim must be in {cg} in each of {dirs:?}:\n{cgroup_file}"
     );
     d.assert_clean();
 }

@@ -2,26 +2,27 @@
 //! `/tasks/paused` and `/tasks/resumed`, killing a paused task, any signal number, and Kill of
 //! a stopped task.
 
+use e2e::cgroup::{self, Knob};
 use e2e::ctr::deleted_exit_status;
 use e2e::requests::{describe_err, exec_req, expect_code, kill_req, Calls};
 use e2e::scenario::wait_handler;
 use e2e::shim::rpc_ctx;
 use e2e::Daemon;
 use protos::types::Status;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn freezer_state(d: &Daemon, id: &str) -> String {
-    let p = PathBuf::from("/sys/fs/cgroup/freezer")
-        .join(d.ns())
-        .join(id)
-        .join("freezer.state");
-    std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-        .trim()
-        .to_string()
+/// Whether the container's cgroup is frozen: `freezer.state` FROZEN/THAWED on cgroup v1,
+/// `cgroup.freeze` 1/0 on cgroup v2. Panics on any other value.
+fn frozen(d: &Daemon, id: &str) -> bool {
+    let cg = format!("/{}/{id}", d.ns());
+    let state = cgroup::read(&cg, Knob::Freeze);
+    match (cgroup::is_v2(), state.as_str()) {
+        (false, "FROZEN") | (true, "1") => true,
+        (false, "THAWED") | (true, "0") => false,
+        _ => panic!("{} is {state:?}", cgroup::file(&cg, Knob::Freeze).display()),
+    }
 }
 
 #[test]
@@ -54,7 +55,7 @@ fn ctr_task_pause_and_resume_freeze_and_thaw_report_paused_running_and_publish_e
         Ok(Status::PAUSED),
         "State of an exec of the paused container"
     );
-    assert_eq!(freezer_state(&d, &id), "FROZEN", "freezer.state after pause");
+    assert!(frozen(&d, &id), "the container's cgroup must be frozen after pause");
     let paused = ev.wait_topic("/tasks/paused", &id, T);
 
     d.ctr(&["task", "resume", &id]).ok();
@@ -73,7 +74,7 @@ fn ctr_task_pause_and_resume_freeze_and_thaw_report_paused_running_and_publish_e
         Ok(Status::RUNNING),
         "State of the exec after resume"
     );
-    assert_eq!(freezer_state(&d, &id), "THAWED", "freezer.state after resume");
+    assert!(!frozen(&d, &id), "the container's cgroup must be thawed after resume");
     let resumed = ev.wait_topic("/tasks/resumed", &id, T);
     assert!(
         paused.seq < resumed.seq,

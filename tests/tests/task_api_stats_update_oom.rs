@@ -1,35 +1,43 @@
-//! Task API, cgroups: Stats as `io.containerd.cgroups.v1.Metrics` (`ctr task metrics`), Update
-//! with `LinuxResources` reaching the container's cgroup, and OOM events.
+//! Task API, cgroups: Stats as `io.containerd.cgroups.v1.Metrics` on cgroup v1 and
+//! `io.containerd.cgroups.v2.Metrics` on cgroup v2 (`ctr task metrics`), Update with
+//! `LinuxResources` reaching the container's cgroup, and OOM events.
 //!
 //! ctr (1.6, 1.7 and 2.1) has no `task update` command: Update is sent from our ttrpc client,
 //! exactly as containerd forwards it (`LinuxResources` JSON in the Any).
 
+use e2e::cgroup::{self, Knob};
 use e2e::ctr::deleted_exit_status;
 use e2e::requests::{describe_err, exec_req, Calls, RESOURCES_TYPE_URL};
 use e2e::shim::rpc_ctx;
 use e2e::Daemon;
 use protobuf::MessageField;
 use protos::any::pack_bytes;
-use protos::cgroups_v1::Metrics;
+use protos::any::{CGROUPS_V1_METRICS, CGROUPS_V2_METRICS};
 use protos::task::{StatsRequest, UpdateTaskRequest};
-use std::path::PathBuf;
+use protos::{cgroups_v1, cgroups_v2};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn cgroup_file(d: &Daemon, id: &str, controller: &str, file: &str) -> String {
-    let p = PathBuf::from("/sys/fs/cgroup")
-        .join(controller)
-        .join(d.ns())
-        .join(id)
-        .join(file);
-    std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-        .trim()
-        .to_string()
+/// A file of the container's cgroup (`/<ns>/<id>`, ctr's default cgroups path).
+fn cgroup_file(d: &Daemon, id: &str, knob: Knob) -> String {
+    cgroup::read(&format!("/{}/{id}", d.ns()), knob)
 }
 
-fn stats(d: &Daemon, c: &Calls, id: &str) -> Metrics {
+/// The numbers the tests compare, from the Metrics of the host's cgroup mode.
+#[derive(Debug)]
+struct Stats {
+    memory_usage: u64,
+    memory_limit: u64,
+    /// v1: cpuacct usage in ns with per-CPU values; v2: cpu.stat usage_usec.
+    cpu_usage: u64,
+    pids_current: u64,
+    pids_limit: u64,
+}
+
+/// Stats of the init: `io.containerd.cgroups.v1.Metrics` on a v1 host (with per-CPU usage),
+/// `io.containerd.cgroups.v2.Metrics` on a v2 host, as containerd's Go shim sends them.
+fn stats(d: &Daemon, c: &Calls, id: &str) -> Stats {
     let mut r = StatsRequest::new();
     r.id = id.to_string();
     let resp = c
@@ -37,11 +45,34 @@ fn stats(d: &Daemon, c: &Calls, id: &str) -> Metrics {
         .stats(rpc_ctx(d.ns()), &r)
         .unwrap_or_else(|e| panic!("Stats({id}): {}", describe_err(&e)));
     let any = resp.stats.as_ref().expect("Stats returned no Any");
-    assert_eq!(
-        any.type_url, "io.containerd.cgroups.v1.Metrics",
-        "Stats type URL on a cgroup v1 host"
-    );
-    protos::any::unpack(any, "io.containerd.cgroups.v1.Metrics").expect("decode v1 Metrics")
+    let want = if cgroup::is_v2() {
+        CGROUPS_V2_METRICS
+    } else {
+        CGROUPS_V1_METRICS
+    };
+    assert_eq!(any.type_url, want, "Stats type URL for the host's cgroup mode");
+    if cgroup::is_v2() {
+        let m: cgroups_v2::Metrics = protos::any::unpack(any, want).expect("decode v2 Metrics");
+        Stats {
+            memory_usage: m.memory.usage,
+            memory_limit: m.memory.usage_limit,
+            cpu_usage: m.cpu.usage_usec,
+            pids_current: m.pids.current,
+            pids_limit: m.pids.limit,
+        }
+    } else {
+        let m: cgroups_v1::Metrics = protos::any::unpack(any, want).expect("decode v1 Metrics");
+        let usage = m.memory.usage.as_ref().expect("memory.usage in Stats");
+        let cpu = m.cpu.usage.as_ref().expect("cpu.usage in Stats");
+        assert!(!cpu.per_cpu.is_empty(), "Stats cpu.usage.per_cpu: {m:?}");
+        Stats {
+            memory_usage: usage.usage,
+            memory_limit: usage.limit,
+            cpu_usage: cpu.total,
+            pids_current: m.pids.current,
+            pids_limit: m.pids.limit,
+        }
+    }
 }
 
 /// `METRIC VALUE` rows of `ctr task metrics` (table format).
@@ -56,8 +87,10 @@ fn metric_rows(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `ctr task metrics` prints the v1 or v2 metric names (containerd decodes what the shim sends)
+/// with the numbers of the container's cgroup, and Stats carries the same numbers.
 #[test]
-fn ctr_task_metrics_and_stats_show_the_containers_real_cgroup_v1_numbers() {
+fn ctr_task_metrics_and_stats_show_the_containers_real_cgroup_numbers() {
     let d = Daemon::start();
     let id = d.id("metrics");
     d.run_detached(&["--memory-limit", "67108864"], &id, &["/bin/sleep", "1000"]);
@@ -77,27 +110,23 @@ fn ctr_task_metrics_and_stats_show_the_containers_real_cgroup_v1_numbers() {
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or_else(|| panic!("ctr task metrics has no numeric {k}: {out}"))
     };
-    assert_eq!(get("memory.limit_in_bytes"), 67108864, "memory limit: {out}");
-    assert!(get("memory.usage_in_bytes") > 0, "memory usage must be real: {out}");
-    assert!(get("cpuacct.usage") > 0, "cpu usage must be real: {out}");
-    let pids_now: u64 = cgroup_file(&d, &id, "pids", "pids.current")
-        .parse()
-        .expect("pids.current");
+    let (limit, usage, cpu) = if cgroup::is_v2() {
+        ("memory.usage_limit", "memory.usage", "cpu.usage_usec")
+    } else {
+        ("memory.limit_in_bytes", "memory.usage_in_bytes", "cpuacct.usage")
+    };
+    assert_eq!(get(limit), 67108864, "memory limit: {out}");
+    assert!(get(usage) > 0, "memory usage must be real: {out}");
+    assert!(get(cpu) > 0, "cpu usage must be real: {out}");
+    let pids_now: u64 = cgroup_file(&d, &id, Knob::PidsCurrent).parse().expect("pids.current");
     assert_eq!(pids_now, 2, "two processes in the container (init and exec)");
     assert_eq!(get("pids.current"), pids_now, "pids.current: {out}");
 
     let m = stats(&d, &c, &id);
-    let mem = m.memory.usage.as_ref().expect("memory.usage in Stats");
-    assert_eq!(mem.limit, 67108864, "Stats memory.usage.limit");
-    assert!(mem.usage > 0, "Stats memory.usage.usage: {m:?}");
-    assert!(
-        m.cpu
-            .usage
-            .as_ref()
-            .is_some_and(|u| u.total > 0 && !u.per_cpu.is_empty()),
-        "Stats cpu.usage: {m:?}"
-    );
-    assert_eq!(m.pids.current, 2, "Stats pids.current");
+    assert_eq!(m.memory_limit, 67108864, "Stats memory limit: {m:?}");
+    assert!(m.memory_usage > 0, "Stats memory usage: {m:?}");
+    assert!(m.cpu_usage > 0, "Stats cpu usage: {m:?}");
+    assert_eq!(m.pids_current, 2, "Stats pids.current: {m:?}");
 
     c.kill(&id, "m1", 9, false);
     c.wait(&id, "m1");
@@ -132,27 +161,20 @@ fn update_with_linux_resources_changes_the_containers_cgroup_and_stats() {
         .update(rpc_ctx(d.ns()), &r)
         .unwrap_or_else(|e| panic!("Update: {}\n{}", describe_err(&e), d.log_tail(20)));
     assert_eq!(
-        cgroup_file(&d, &id, "memory", "memory.limit_in_bytes"),
+        cgroup_file(&d, &id, Knob::MemoryLimit),
         "33554432",
         "memory limit after Update"
     );
+    let shares = if cgroup::is_v2() { cgroup::cpu_weight(512) } else { 512 };
     assert_eq!(
-        cgroup_file(&d, &id, "cpu", "cpu.shares"),
-        "512",
+        cgroup_file(&d, &id, Knob::CpuShares),
+        shares.to_string(),
         "cpu shares after Update"
     );
-    assert_eq!(
-        cgroup_file(&d, &id, "pids", "pids.max"),
-        "77",
-        "pids limit after Update"
-    );
+    assert_eq!(cgroup_file(&d, &id, Knob::PidsMax), "77", "pids limit after Update");
     let m = stats(&d, &c, &id);
-    assert_eq!(
-        m.memory.usage.as_ref().map(|u| u.limit),
-        Some(33554432),
-        "Stats after Update"
-    );
-    assert_eq!(m.pids.limit, 77, "Stats pids.limit after Update");
+    assert_eq!(m.memory_limit, 33554432, "Stats after Update: {m:?}");
+    assert_eq!(m.pids_limit, 77, "Stats pids.limit after Update: {m:?}");
     drop(client);
     d.remove_container(&id);
     d.assert_clean();

@@ -7,6 +7,7 @@ use super::api::*;
 use super::client::{CreatedIds, CriClient, CriError, CriResult};
 use super::config::{CniNetwork, CriConfig, RuntimeHandler, ShimResolution, Snippet};
 use super::image::{build_cri_images, BUSYBOX_IMAGE, PAUSE_IMAGE};
+use crate::cgroup;
 use crate::cleanup::{assert_no_leaks, owned_processes, OwnedProcess};
 use crate::command;
 use crate::procfs;
@@ -62,7 +63,7 @@ pub struct CriDaemon {
     log_path: PathBuf,
     handler: RuntimeHandler,
     net: CniNetwork,
-    /// Top-level cgroup (in every v1 hierarchy) under which all pods of this daemon live.
+    /// Top-level cgroup (in every hierarchy) under which all pods of this daemon live.
     cgroup_root: String,
     containerd: Option<Spawned>,
     client: Option<CriClient>,
@@ -475,7 +476,8 @@ impl CriDaemon {
         pid
     }
 
-    /// The cgroup path (relative to a v1 hierarchy root) of a container, from its OCI spec.
+    /// The cgroup path (relative to a hierarchy root, see [`crate::cgroup`]) of a container, from
+    /// its OCI spec.
     pub fn container_cgroup(&self, id: &str) -> String {
         let info = self.container_info(id);
         info["runtimeSpec"]["linux"]["cgroupsPath"]
@@ -587,7 +589,7 @@ impl CriDaemon {
     }
 
     fn cgroup_tops(&self) -> Vec<PathBuf> {
-        list_dir(Path::new("/sys/fs/cgroup"))
+        cgroup::hierarchies()
             .into_iter()
             .map(|h| h.join(&self.cgroup_root))
             .filter(|d| d.is_dir())
