@@ -5,13 +5,13 @@
 use crate::command::{self, Output};
 use crate::daemon::Daemon;
 use crate::procfs;
-use crate::requests::RUNC_OPTIONS_TYPE_URL;
+use crate::requests::{describe_err, RUNC_OPTIONS_TYPE_URL};
 use crate::scenario::wait_gone;
 use crate::shim::{make_bundle, rpc_ctx};
 use crate::util;
-use protobuf::Message;
+use protobuf::{Message, MessageField};
 use protos::runc_options::Options;
-use protos::task::{ConnectRequest, DeleteResponse, ShutdownRequest};
+use protos::task::{ConnectRequest, CreateTaskRequest, DeleteResponse, ShutdownRequest};
 use protos::task_ttrpc::TaskClient;
 use protos::types::Mount;
 use serde_json::{json, Value};
@@ -179,6 +179,27 @@ pub fn runc_path() -> PathBuf {
         .map(|p| p.join(&bin))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("no {} in PATH", bin.display()))
+}
+
+/// A `CreateTaskRequest` for `id` in `bundle`, null stdio, and `opts` as its runc options
+/// (`None`: the empty options `Any` containerd sends when none are set).
+pub fn create_req(id: &str, bundle: &Path, opts: Option<&Options>) -> CreateTaskRequest {
+    let mut r = CreateTaskRequest::new();
+    r.id = id.to_string();
+    r.bundle = bundle.to_string_lossy().into_owned();
+    r.options = MessageField::some(match opts {
+        Some(o) => protos::any::pack(RUNC_OPTIONS_TYPE_URL, o).expect("pack runc options"),
+        None => protos::any::pack_bytes(RUNC_OPTIONS_TYPE_URL, Vec::new()),
+    });
+    r
+}
+
+/// Sends `r` to a hand-started shim and returns the init's pid; panics with the shim's error.
+pub fn create_task(d: &Daemon, client: &TaskClient, r: &CreateTaskRequest) -> u32 {
+    client
+        .create(rpc_ctx(d.ns()), r)
+        .unwrap_or_else(|e| panic!("Create: {}", describe_err(&e)))
+        .pid
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! `tests/CONFORMANCE.md`): what the existing task_api_*, stdio and events tests leave open.
 
 use e2e::fifo::{FifoReader, FifoWriter};
-use e2e::launch::{busybox_bind_mount, connect_pids, make_mounted_bundle, runc_path, shutdown_and_wait};
+use e2e::launch::{
+    busybox_bind_mount, connect_pids, create_req, create_task, make_mounted_bundle, runc_path, shutdown_and_wait,
+};
 use e2e::requests::{
     delete_req, describe_err, exec_req, exec_req_in, expect_code, kill_req, start_req, Calls, RUNC_OPTIONS_TYPE_URL,
 };
@@ -229,14 +231,7 @@ fn a_created_init_killed_before_start_is_reported_stopped() {
     let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
     let shim = HandShim::start(&d, &id, &bundle, b"");
     let client = shim.client();
-    let mut r = CreateTaskRequest::new();
-    r.id = id.clone();
-    r.bundle = bundle.to_string_lossy().into_owned();
-    r.options = MessageField::some(protos::any::pack_bytes(RUNC_OPTIONS_TYPE_URL, Vec::new()));
-    let pid = client
-        .create(rpc_ctx(d.ns()), &r)
-        .unwrap_or_else(|e| panic!("Create: {}", describe_err(&e)))
-        .pid;
+    let pid = create_task(&d, &client, &create_req(&id, &bundle, None));
     let c = Calls {
         client: &client,
         ns: d.ns(),
@@ -311,14 +306,7 @@ fn an_exec_whose_start_fails_stays_created_and_defers_an_init_exit_meanwhile() {
         ns: d.ns(),
     };
     let go = e2e::launch::go_shim_release(d.shim_bin());
-    let mut r = CreateTaskRequest::new();
-    r.id = id.clone();
-    r.bundle = bundle.to_string_lossy().into_owned();
-    r.options = MessageField::some(protos::any::pack(RUNC_OPTIONS_TYPE_URL, &opts).expect("pack"));
-    let pid = client
-        .create(rpc_ctx(d.ns()), &r)
-        .unwrap_or_else(|e| panic!("Create: {}", describe_err(&e)))
-        .pid;
+    let pid = create_task(&d, &client, &create_req(&id, &bundle, Some(&opts)));
     c.start(&id, "");
 
     // A failed exec Start, with the gate open.
@@ -460,14 +448,7 @@ fn deleting_a_created_init_succeeds_and_leaves_no_runc_state() {
     let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
     let shim = HandShim::start(&d, &id, &bundle, b"");
     let client = shim.client();
-    let mut r = CreateTaskRequest::new();
-    r.id = id.clone();
-    r.bundle = bundle.to_string_lossy().into_owned();
-    r.options = MessageField::some(protos::any::pack_bytes(RUNC_OPTIONS_TYPE_URL, Vec::new()));
-    let pid = client
-        .create(rpc_ctx(d.ns()), &r)
-        .unwrap_or_else(|e| panic!("Create: {}", describe_err(&e)))
-        .pid;
+    let pid = create_task(&d, &client, &create_req(&id, &bundle, None));
     assert!(d.runc_root().join(&id).exists(), "runc state after Create");
     let c = Calls {
         client: &client,

@@ -2,12 +2,11 @@
 //! ResizePty as `stty size` sees it, CloseIO ending `cat`, and 10 MiB through a tty.
 
 use e2e::fifo::{FifoReader, FifoWriter};
-use e2e::launch::{connect_pids, shutdown_and_wait};
-use e2e::requests::{describe_err, exec_req, Calls, RUNC_OPTIONS_TYPE_URL};
+use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
+use e2e::requests::{describe_err, exec_req, Calls};
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
-use protobuf::MessageField;
-use protos::task::{CloseIORequest, CreateTaskRequest, ExecProcessRequest};
+use protos::task::{CloseIORequest, ExecProcessRequest};
 use protos::types::Status;
 use std::time::Duration;
 
@@ -300,15 +299,10 @@ fn output_of_a_terminal_init_reaches_a_slow_reader_whole_when_deleted_right_afte
     let dir = d.tmp().join("inittty-fifos");
     std::fs::create_dir_all(&dir).expect("mkdir fifos");
     let stdout = FifoReader::create_throttled(&dir.join("stdout"), 4096, Duration::from_millis(10));
-    let mut r = CreateTaskRequest::new();
-    r.id = id.clone();
-    r.bundle = bundle.to_string_lossy().into_owned();
+    let mut r = create_req(&id, &bundle, None);
     r.stdout = stdout.uri();
     r.terminal = true;
-    r.options = MessageField::some(protos::any::pack_bytes(RUNC_OPTIONS_TYPE_URL, Vec::new()));
-    client
-        .create(rpc_ctx(d.ns()), &r)
-        .unwrap_or_else(|e| panic!("Create: {}\n{}", describe_err(&e), shim.log.text()));
+    create_task(&d, &client, &r);
     c.start(&id, "");
     assert_eq!(c.wait(&id, "").exit_status, 0, "seq exits 0");
     c.delete(&id, "");
