@@ -41,6 +41,12 @@ fn conn_token(slot: u32, gen: u32) -> u64 {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Exits of unknown pids kept while an operation may still claim them.
 const MAX_UNCLAIMED: usize = 4096;
+/// Socket reads per readiness report of one connection, so that a client that never stops
+/// sending cannot keep the loop from everything else (epoll reports it again).
+const READS_PER_WAKEUP: usize = 64;
+/// Unsent replies beyond which a connection is not read any more until its client has taken
+/// them: a client that sends requests but never reads cannot grow the shim's memory.
+const OUT_HIGH_WATER: usize = 1 << 20;
 
 struct Conn {
     stream: UnixStream,
@@ -48,6 +54,8 @@ struct Conn {
     reader: FrameReader,
     out: Vec<u8>,
     want_write: bool,
+    /// Reading paused because `out` is above [`OUT_HIGH_WATER`].
+    paused: bool,
 }
 
 /// Things that happen at a time rather than on a descriptor.
@@ -454,6 +462,7 @@ impl Daemon {
                 reader: FrameReader::default(),
                 out: Vec::new(),
                 want_write: false,
+                paused: false,
             });
         }
     }
@@ -467,6 +476,11 @@ impl Daemon {
         if conn.gen != gen {
             return;
         }
+        if conn.paused && flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+            // It cannot take its replies any more, and a paused connection is not read.
+            self.close_conn(slot);
+            return;
+        }
         if flags.contains(EpollFlags::EPOLLOUT) {
             self.flush_conn(slot);
         }
@@ -476,27 +490,36 @@ impl Daemon {
         }
     }
 
+    /// Reads what the client sent and serves each complete request as soon as it is in, so
+    /// that at most one frame is ever buffered (an oversized one is skipped, not stored).
     fn read_conn(&mut self, slot: u32, gen: u32) {
         let mut buf = [0u8; 16 * 1024];
-        let mut closed = false;
-        loop {
+        for _ in 0..READS_PER_WAKEUP {
             let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
                 return;
             };
-            match conn.stream.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
+            if conn.gen != gen || conn.paused {
+                return;
+            }
+            let closed = match conn.stream.read(&mut buf) {
+                Ok(0) => true,
+                Ok(n) => {
+                    conn.reader.feed(&buf[..n]);
+                    false
                 }
-                Ok(n) => conn.reader.feed(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
+                Err(_) => true,
+            };
+            self.serve_frames(slot, gen);
+            if closed {
+                self.close_conn(slot);
+                return;
             }
         }
+    }
+
+    fn serve_frames(&mut self, slot: u32, gen: u32) {
         loop {
             let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
                 return;
@@ -505,7 +528,7 @@ impl Daemon {
                 return;
             }
             let Some(frame) = conn.reader.next_frame() else {
-                break;
+                return;
             };
             let responder = |stream| Responder { slot, gen, stream };
             match frame {
@@ -545,9 +568,6 @@ impl Daemon {
                 }
             }
         }
-        if closed {
-            self.close_conn(slot);
-        }
     }
 
     fn close_conn(&mut self, slot: u32) {
@@ -586,9 +606,19 @@ impl Daemon {
             conn.out = Vec::new();
         }
         let want = !conn.out.is_empty();
-        if want != conn.want_write {
+        // Every complete request is served as soon as it is read, so nothing waits in the
+        // reader while paused: resuming only needs the socket watched again.
+        let paused = conn.out.len() >= OUT_HIGH_WATER;
+        if want != conn.want_write || paused != conn.paused {
             conn.want_write = want;
-            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+            conn.paused = paused;
+            // While paused only writability is of interest (a hang-up is always reported, and
+            // then the write fails); level-triggered EPOLLIN/EPOLLRDHUP would spin.
+            let mut flags = if paused {
+                EpollFlags::empty()
+            } else {
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP
+            };
             if want {
                 flags |= EpollFlags::EPOLLOUT;
             }
