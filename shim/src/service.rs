@@ -788,6 +788,10 @@ impl Daemon {
             .containers
             .get_mut(&req.id)
             .ok_or_else(Error::container_not_created)?;
+        // `ctr shim exec` sends no exec id (it then acts on the init, as with the Go shim).
+        if !req.exec_id.is_empty() {
+            state::check_exec_id(&req.exec_id)?;
+        }
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!("id {}", req.exec_id)));
         }

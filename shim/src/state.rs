@@ -117,6 +117,27 @@ pub fn check(kind: Kind, status: Status, op: Op) -> Result<()> {
     }
 }
 
+/// containerd's identifier rule (its `identifiers.Validate`): at most 76 characters,
+/// alphanumeric runs joined by single `.`, `_` or `-`. containerd checks exec ids before
+/// they reach a shim; the shim checks again because an exec id names files in the bundle
+/// (`<exec id>.pid`), so one with a `/` or `..` from any other client must not get that far.
+pub fn check_exec_id(id: &str) -> Result<()> {
+    const MAX: usize = 76;
+    let shape_ok = !id.is_empty()
+        && id.len() <= MAX
+        && id
+            .split(['.', '_', '-'])
+            .all(|run| !run.is_empty() && run.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if shape_ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid exec id {id:?}: identifiers must be at most {MAX} characters of letters and \
+             digits, separated by single '.', '_' or '-'"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Kind::{Init, InitFromCheckpoint};
@@ -197,5 +218,30 @@ mod tests {
             check(Kind::Exec, Stopped, Resize).unwrap_err().to_string(),
             "cannot resize a stopped container"
         );
+    }
+
+    #[test]
+    fn exec_ids_follow_containerds_identifier_rule() {
+        let max = "a".repeat(76);
+        for ok in ["e1", "exec-1", "a.b_c-d", "0", "3f1c9e8a", max.as_str()] {
+            assert!(check_exec_id(ok).is_ok(), "{ok:?} must be accepted");
+        }
+        let long = "a".repeat(77);
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "..",
+            ".a",
+            "a.",
+            "a--b",
+            "a b",
+            "é",
+            "x\0",
+            long.as_str(),
+        ] {
+            let e = check_exec_id(bad).expect_err(bad);
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e}");
+        }
     }
 }

@@ -76,6 +76,54 @@ fn exec_with_a_duplicate_exec_id_is_already_exists_over_ttrpc_and_in_ctr() {
     d.assert_clean();
 }
 
+/// An exec id names files in the bundle (`<exec id>.pid`): one that containerd would refuse
+/// (a path, `..`, too long) is INVALID_ARGUMENT from the shim as well, nothing is written for
+/// it, and a well-formed exec still runs.
+#[test]
+fn exec_ids_that_containerd_would_refuse_are_invalid_argument_and_write_nothing() {
+    let d = Daemon::start();
+    if e2e::launch::go_shim_release(d.shim_bin()).is_some() {
+        eprintln!("skipped: the Go shims leave exec id checks to containerd (tests/COMPAT.md)");
+        return;
+    }
+    let id = d.id("badexecid");
+    let task = d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
+    let client = d.shim_client(&id);
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    let bundle = d.bundle_dir(&id);
+    let escape = format!("../../{}-escaped", d.ns());
+    let long = "e".repeat(77);
+    for bad in [escape.as_str(), "a/b", "..", "e1/../../x", long.as_str()] {
+        expect_code(
+            client.exec(rpc_ctx(d.ns()), &exec_req(&d, &id, bad, &["/bin/true"])),
+            ttrpc::Code::INVALID_ARGUMENT,
+            &format!("Exec with exec id {bad:?}"),
+        );
+        expect_code(
+            client.start(rpc_ctx(d.ns()), &start_req(&id, bad)),
+            ttrpc::Code::NOT_FOUND,
+            &format!("Start of refused exec id {bad:?}"),
+        );
+    }
+    let escaped = bundle.join(format!("{escape}.pid"));
+    assert!(
+        !escaped.exists(),
+        "a pid file was written outside the bundle: {}",
+        escaped.display()
+    );
+    c.exec(&exec_req(&d, &id, "ok.exec_1-a", &["/bin/sh", "-c", "exit 4"]));
+    c.start(&id, "ok.exec_1-a");
+    assert_eq!(c.wait(&id, "ok.exec_1-a").exit_status, 4, "the well-formed exec runs");
+    c.delete(&id, "ok.exec_1-a");
+    still_serving(&d, &client, &id, task.pid, "malformed exec ids");
+    drop(client);
+    d.remove_container(&id);
+    d.assert_clean();
+}
+
 #[test]
 fn requests_for_unknown_container_or_exec_ids_are_not_found() {
     let d = Daemon::start();
