@@ -20,6 +20,47 @@ pub struct Exit {
     pub at: SystemTime,
 }
 
+/// Exits of pids nobody knew yet, kept while an operation may still learn them
+/// (a container or exec that died before runc returned its pid).
+#[derive(Debug, Default)]
+pub struct UnclaimedExits {
+    /// Each exit with its place in the order of reaping.
+    exits: VecDeque<(u64, Exit)>,
+    reaped: u64,
+}
+
+impl UnclaimedExits {
+    /// Counts one reaped exit, known or not.
+    pub fn count_reaped(&mut self) {
+        self.reaped += 1;
+    }
+
+    /// How many exits have been reaped so far.
+    pub fn reaped(&self) -> u64 {
+        self.reaped
+    }
+
+    /// Keeps the exit just counted; the oldest goes when `max` are kept.
+    pub fn keep(&mut self, exit: Exit, max: usize) {
+        if self.exits.len() >= max {
+            self.exits.pop_front();
+        }
+        self.exits.push_back((self.reaped, exit));
+    }
+
+    /// Takes the exit of `pid` reaped after the first `floor` exits: a process started
+    /// once `floor` exits were reaped cannot have exited before, so an older exit of the
+    /// same pid was another process's.
+    pub fn claim(&mut self, pid: u32, floor: u64) -> Option<Exit> {
+        let i = self.exits.iter().position(|(seq, e)| e.pid == pid && *seq > floor)?;
+        self.exits.remove(i).map(|(_, e)| e)
+    }
+
+    pub fn clear(&mut self) {
+        self.exits.clear();
+    }
+}
+
 /// Where a reply goes: a connection slot, its generation (so a reused slot never
 /// receives an answer meant for a closed connection), and the request's stream id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,5 +230,47 @@ impl Container {
         } else {
             self.execs.get_mut(exec_id)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(pid: u32, status: u32) -> Exit {
+        Exit {
+            pid,
+            status,
+            at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn an_exit_is_claimed_only_by_a_call_spawned_before_it_was_reaped() {
+        let mut u = UnclaimedExits::default();
+        // An earlier process with pid 40 exits while some call is learning a pid.
+        u.count_reaped();
+        u.keep(exit(40, 1), 16);
+        // A call spawned now gets a process that the kernel gives the same pid 40.
+        let floor = u.reaped();
+        assert_eq!(u.claim(40, floor), None, "the old exit of pid 40 is not this process's");
+        // Its own process exits before the call returns: that exit is its.
+        u.count_reaped();
+        u.keep(exit(40, 137), 16);
+        assert_eq!(u.claim(40, floor).map(|e| e.status), Some(137));
+        // A call spawned before both would take the older one first.
+        assert_eq!(u.claim(40, 0).map(|e| e.status), Some(1));
+        assert_eq!(u.claim(40, 0), None);
+    }
+
+    #[test]
+    fn the_oldest_unclaimed_exit_goes_first_when_full() {
+        let mut u = UnclaimedExits::default();
+        for pid in 1..=3 {
+            u.count_reaped();
+            u.keep(exit(pid, 0), 2);
+        }
+        assert_eq!(u.claim(1, 0), None);
+        assert!(u.claim(2, 0).is_some() && u.claim(3, 0).is_some());
     }
 }

@@ -20,7 +20,7 @@ use ttrpc::{Code, Request};
 
 use crate::attach::{PumpSlot, ReadyWait, KIND_OOM, KIND_PUMP_DST, KIND_PUMP_SRC, KIND_READY};
 use crate::cgroups::OomWatcher;
-use crate::container::{Container, Exit, Responder};
+use crate::container::{Container, Exit, Responder, UnclaimedExits};
 use crate::error::Error;
 use crate::outbox::{Interest, Outbox};
 use crate::runner::Pending;
@@ -92,9 +92,14 @@ pub struct Daemon {
     /// runc children in flight, by pid.
     pub pending: HashMap<i32, Pending>,
     /// Operations in flight that will learn a process's pid when runc returns;
-    /// while any is, exits of unknown pids are kept in `unclaimed`.
+    /// while any is, exits of unknown pids are kept in `unclaimed`, each with its
+    /// place in the order of reaping.
     pub learning: usize,
-    pub unclaimed: Vec<Exit>,
+    pub unclaimed: UnclaimedExits,
+    /// While a runc call's completion runs: `unclaimed.reaped()` when that call was
+    /// spawned. Only exits reaped after it can be of a process the call started; an older
+    /// exit of the same pid was an earlier process's, whose pid the kernel has reused.
+    pub claim_floor: u64,
     pub outbox: Outbox,
     outbox_interest: Interest,
     timers: BTreeMap<(Instant, u64), Timer>,
@@ -156,7 +161,8 @@ impl Daemon {
             pids: HashMap::new(),
             pending: HashMap::new(),
             learning: 0,
-            unclaimed: Vec::new(),
+            unclaimed: UnclaimedExits::default(),
+            claim_floor: u64::MAX,
             outbox: Outbox::new(&ttrpc_address, namespace),
             outbox_interest: Interest::None,
             timers: BTreeMap::new(),
@@ -336,6 +342,7 @@ impl Daemon {
     }
 
     fn on_exit(&mut self, exit: Exit) {
+        self.unclaimed.count_reaped();
         let pid = exit.pid as i32;
         if let Some(p) = self.pending.remove(&pid) {
             self.runc_exited(p, exit.status);
@@ -344,19 +351,16 @@ impl Daemon {
         } else if self.loggers.remove(&exit.pid) {
             log::debug!("logging binary {} exited with status {}", exit.pid, exit.status);
         } else if self.learning > 0 {
-            if self.unclaimed.len() >= MAX_UNCLAIMED {
-                self.unclaimed.remove(0);
-            }
-            self.unclaimed.push(exit);
+            self.unclaimed.keep(exit, MAX_UNCLAIMED);
         } else {
             log::debug!("reaped unknown pid {} (status {})", exit.pid, exit.status);
         }
     }
 
-    /// Takes a buffered exit of `pid`, if it was reaped before its owner knew it.
+    /// Takes a buffered exit of `pid`, if it was reaped before its owner knew it (and
+    /// after the runc call that started it was spawned: see `claim_floor`).
     pub fn claim_exit(&mut self, pid: u32) -> Option<Exit> {
-        let i = self.unclaimed.iter().position(|e| e.pid == pid)?;
-        Some(self.unclaimed.remove(i))
+        self.unclaimed.claim(pid, self.claim_floor)
     }
 
     // ---------------------------------------------------------------- outbox

@@ -84,6 +84,8 @@ pub struct Pending {
     stderr: Option<File>,
     pub after: After,
     timer: Option<(Instant, u64)>,
+    /// How many exits had been reaped when this call was spawned.
+    reaped_at_spawn: u64,
 }
 
 /// How a runc call gets its stdio.
@@ -152,6 +154,7 @@ impl Daemon {
         match self.try_spawn(&invocation, io, extra.as_ref()) {
             Ok((pid, stdout, stderr)) => {
                 let timer = deadline.map(|at| self.add_timer(at, Timer::RuncDeadline { pid }));
+                let reaped_at_spawn = self.unclaimed.reaped();
                 self.pending.insert(
                     pid,
                     Pending {
@@ -160,12 +163,14 @@ impl Daemon {
                         stderr,
                         after,
                         timer,
+                        reaped_at_spawn,
                     },
                 );
             }
             Err(e) => {
                 log::error!("{e}");
-                self.complete(after, Err(e));
+                // Nothing was started, so no buffered exit can be this call's.
+                self.complete_claiming_after(u64::MAX, after, Err(e));
             }
         }
     }
@@ -240,7 +245,14 @@ impl Daemon {
                 pending.invocation.check(status as i32, &combined).map(|_| stdout)
             }
         };
-        self.complete(pending.after, result);
+        self.complete_claiming_after(pending.reaped_at_spawn, pending.after, result);
+    }
+
+    /// Runs `after` with claims of buffered exits limited to those reaped after `floor`.
+    fn complete_claiming_after(&mut self, floor: u64, after: After, result: Result<Vec<u8>, runc_wrapper::Error>) {
+        let outer = std::mem::replace(&mut self.claim_floor, floor);
+        self.complete(after, result);
+        self.claim_floor = outer;
     }
 
     pub fn complete(&mut self, after: After, result: Result<Vec<u8>, runc_wrapper::Error>) {
