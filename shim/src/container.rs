@@ -59,6 +59,11 @@ impl UnclaimedExits {
     pub fn clear(&mut self) {
         self.exits.clear();
     }
+
+    /// Drops the exits among the first `floor` reaped, which no call can claim any more.
+    pub fn forget_up_to(&mut self, floor: u64) {
+        self.exits.retain(|(seq, _)| *seq > floor);
+    }
 }
 
 /// Where a reply goes: a connection slot, its generation (so a reused slot never
@@ -272,5 +277,17 @@ mod tests {
         }
         assert_eq!(u.claim(1, 0), None);
         assert!(u.claim(2, 0).is_some() && u.claim(3, 0).is_some());
+    }
+
+    #[test]
+    fn exits_older_than_every_call_in_flight_are_forgotten() {
+        let mut u = UnclaimedExits::default();
+        for pid in 1..=3 {
+            u.count_reaped();
+            u.keep(exit(pid, 0), 16);
+        }
+        u.forget_up_to(2);
+        assert_eq!((u.claim(1, 0), u.claim(2, 0)), (None, None));
+        assert!(u.claim(3, 0).is_some());
     }
 }

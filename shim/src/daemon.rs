@@ -338,6 +338,10 @@ impl Daemon {
         }
         if self.learning == 0 {
             self.unclaimed.clear();
+        } else {
+            // No call spawned later can claim an exit reaped before it was spawned.
+            let oldest = self.pending.values().map(|p| p.reaped_at_spawn).min();
+            self.unclaimed.forget_up_to(oldest.unwrap_or(u64::MAX));
         }
     }
 

@@ -85,7 +85,7 @@ pub struct Pending {
     pub after: After,
     timer: Option<(Instant, u64)>,
     /// How many exits had been reaped when this call was spawned.
-    reaped_at_spawn: u64,
+    pub reaped_at_spawn: u64,
 }
 
 /// How a runc call gets its stdio.
