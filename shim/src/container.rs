@@ -221,6 +221,17 @@ impl Container {
         }
     }
 
+    /// One started exec is over (exited, or its Start failed). Returns the init's exit
+    /// when it was held back for the execs and this was the last of them.
+    pub fn exec_over(&mut self) -> Option<Exit> {
+        self.running_execs = self.running_execs.saturating_sub(1);
+        if self.running_execs == 0 {
+            self.init_exit_deferred.take()
+        } else {
+            None
+        }
+    }
+
     pub fn process(&self, exec_id: &str) -> Option<&Process> {
         if exec_id.is_empty() {
             Some(&self.init)
@@ -242,26 +253,29 @@ impl Container {
 mod tests {
     use super::*;
 
-    fn exit(pid: u32, status: u32) -> Exit {
-        Exit {
-            pid,
-            status,
-            at: SystemTime::UNIX_EPOCH,
-        }
+    /// The reaper's part: count an exit of an unknown pid and keep it.
+    fn reap(u: &mut UnclaimedExits, pid: u32, status: u32, max: usize) {
+        u.count_reaped();
+        u.keep(
+            Exit {
+                pid,
+                status,
+                at: SystemTime::UNIX_EPOCH,
+            },
+            max,
+        );
     }
 
     #[test]
     fn an_exit_is_claimed_only_by_a_call_spawned_before_it_was_reaped() {
         let mut u = UnclaimedExits::default();
         // An earlier process with pid 40 exits while some call is learning a pid.
-        u.count_reaped();
-        u.keep(exit(40, 1), 16);
+        reap(&mut u, 40, 1, 16);
         // A call spawned now gets a process that the kernel gives the same pid 40.
         let floor = u.reaped();
         assert_eq!(u.claim(40, floor), None, "the old exit of pid 40 is not this process's");
         // Its own process exits before the call returns: that exit is its.
-        u.count_reaped();
-        u.keep(exit(40, 137), 16);
+        reap(&mut u, 40, 137, 16);
         assert_eq!(u.claim(40, floor).map(|e| e.status), Some(137));
         // A call spawned before both would take the older one first.
         assert_eq!(u.claim(40, 0).map(|e| e.status), Some(1));
@@ -272,8 +286,7 @@ mod tests {
     fn the_oldest_unclaimed_exit_goes_first_when_full() {
         let mut u = UnclaimedExits::default();
         for pid in 1..=3 {
-            u.count_reaped();
-            u.keep(exit(pid, 0), 2);
+            reap(&mut u, pid, 0, 2);
         }
         assert_eq!(u.claim(1, 0), None);
         assert!(u.claim(2, 0).is_some() && u.claim(3, 0).is_some());
@@ -283,8 +296,7 @@ mod tests {
     fn exits_older_than_every_call_in_flight_are_forgotten() {
         let mut u = UnclaimedExits::default();
         for pid in 1..=3 {
-            u.count_reaped();
-            u.keep(exit(pid, 0), 16);
+            reap(&mut u, pid, 0, 16);
         }
         u.forget_up_to(2);
         assert_eq!((u.claim(1, 0), u.claim(2, 0)), (None, None));

@@ -739,12 +739,7 @@ impl Daemon {
                     self.answer::<Empty>(r, Err(e));
                     return;
                 };
-                c.running_execs = c.running_execs.saturating_sub(1);
-                let finish_init = if c.running_execs == 0 {
-                    c.init_exit_deferred.take()
-                } else {
-                    None
-                };
+                let finish_init = c.exec_over();
                 let waiters = match c.execs.get_mut(exec_id) {
                     Some(p) => {
                         p.io = Default::default();
@@ -1177,12 +1172,7 @@ impl Daemon {
         p.exit = Some(exit);
         p.status = Status::Stopped;
         let waiters = std::mem::take(&mut p.waiters);
-        c.running_execs = c.running_execs.saturating_sub(1);
-        let finish_init = if c.running_execs == 0 {
-            c.init_exit_deferred.take()
-        } else {
-            None
-        };
+        let finish_init = c.exec_over();
         let mut ev = TaskExit::new();
         ev.container_id = id.to_string();
         ev.id = exec_id.to_string();
