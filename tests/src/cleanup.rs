@@ -5,7 +5,7 @@ use crate::command;
 use crate::daemon::Daemon;
 use crate::procfs;
 use crate::reaper;
-use crate::util::{self, CTR_FIFO_DIR, TASKS_DIR};
+use crate::util::{self, list_dir, remove_empty_dirs, CTR_FIFO_DIR, TASKS_DIR};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, BTreeSet};
@@ -320,22 +320,4 @@ fn ctr_fifos(ids: &BTreeSet<String>) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn list_dir(d: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// rmdir bottom-up (cgroup dirs can only be removed with rmdir, when they have no processes).
-fn remove_empty_dirs(d: &Path) {
-    for e in list_dir(d) {
-        if e.is_dir() && !e.is_symlink() {
-            remove_empty_dirs(&e);
-        }
-    }
-    let _ = std::fs::remove_dir(d);
 }

@@ -77,11 +77,16 @@ impl<'d> Ctr<'d> {
 impl Daemon {
     /// `ctr run <flags> --runtime <runtime> --rootfs <busybox rootfs> <id> <cmd...>`.
     pub fn run_rootfs<'d>(&'d self, flags: &[&str], id: &str, cmd: &[&str]) -> Ctr<'d> {
+        self.run_rootfs_with(self.runtime(), flags, id, cmd)
+    }
+
+    /// [`Daemon::run_rootfs`] through another runtime (a path or a runtime name).
+    pub fn run_rootfs_with<'d>(&'d self, runtime: &str, flags: &[&str], id: &str, cmd: &[&str]) -> Ctr<'d> {
         let mut args: Vec<OsString> = vec!["run".into()];
         args.extend(flags.iter().map(OsString::from));
         args.extend([
             "--runtime".into(),
-            self.runtime().into(),
+            runtime.into(),
             "--rootfs".into(),
             self.rootfs().into(),
         ]);

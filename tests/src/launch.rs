@@ -93,6 +93,16 @@ pub fn go_shim_release(shim: &Path) -> Option<(u32, u32)> {
     Some((nums.next().flatten().unwrap_or(0), nums.next().flatten().unwrap_or(0)))
 }
 
+/// True (and says so on stderr) when the shim under test is a Go shim, for a test of behaviour
+/// only ours has; `why` names the difference (tests/COMPAT.md lists it).
+pub fn skip_for_go_shims(shim: &Path, why: &str) -> bool {
+    let go = go_shim_release(shim).is_some();
+    if go {
+        eprintln!("skipped: {why}");
+    }
+    go
+}
+
 /// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
 pub fn process_group(pid: i32) -> Option<i32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

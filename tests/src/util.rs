@@ -158,6 +158,38 @@ pub fn poll_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The entries of `d`, sorted; none when it cannot be read.
+pub fn list_dir(d: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Everything under `d` that is not a directory (files, links, sockets), recursively.
+pub fn files_under(d: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for e in list_dir(d) {
+        if e.is_dir() && !e.is_symlink() {
+            found.extend(files_under(&e));
+        } else {
+            found.push(e);
+        }
+    }
+    found
+}
+
+/// rmdir bottom-up (cgroup dirs can only be removed with rmdir, when they have no processes).
+pub fn remove_empty_dirs(d: &Path) {
+    for e in list_dir(d) {
+        if e.is_dir() && !e.is_symlink() {
+            remove_empty_dirs(&e);
+        }
+    }
+    let _ = std::fs::remove_dir(d);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

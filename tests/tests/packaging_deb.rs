@@ -6,6 +6,7 @@
 
 use e2e::command::{run, run_ok, Output};
 use e2e::procfs;
+use e2e::util::files_under;
 use e2e::Daemon;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,10 +51,15 @@ fn dpkg_root(root: &Path) {
     std::fs::write(root.join("var/lib/dpkg/status"), "").expect("dpkg status");
 }
 
+/// `dpkg` working on the database at `root`.
+fn dpkg_at(root: &Path) -> Command {
+    let mut c = Command::new("dpkg");
+    c.arg(format!("--root={}", root.display()));
+    c
+}
+
 fn dpkg(root: &Path, args: &[&str]) -> Output {
-    ok(Command::new("dpkg")
-        .arg(format!("--root={}", root.display()))
-        .args(args))
+    ok(dpkg_at(root).args(args))
 }
 
 fn workspace_version() -> String {
@@ -138,20 +144,13 @@ fn the_deb_installs_runs_containers_and_removes_cleanly() {
 
     // Containers through the installed files: the absolute path (stdout and exit code) ...
     let id = d.id("deb-path");
-    let rootfs = d.rootfs().to_str().expect("utf-8");
     let o = d
-        .ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
+        .run_rootfs_with(
             shim.to_str().expect("utf-8"),
-            "--rootfs",
-            rootfs,
+            &["--rm"],
             &id,
-            "/bin/sh",
-            "-c",
-            "echo from-the-deb; exit 3",
-        ])
+            &["/bin/sh", "-c", "echo from-the-deb; exit 3"],
+        )
         .code(3);
     assert_eq!(o.stdout_str().trim(), "from-the-deb", "{o}");
 
@@ -159,18 +158,8 @@ fn the_deb_installs_runs_containers_and_removes_cleanly() {
     // cwd (where an installed /usr/bin would be on its PATH): the package's link, followed.
     std::os::unix::fs::symlink(&link, d.bin_dir().join("containerd-shim-runc-rs-v2")).expect("link into bin dir");
     let id = d.id("deb-type");
-    d.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        "io.containerd.runc-rs.v2",
-        "--rootfs",
-        rootfs,
-        &id,
-        "/bin/sleep",
-        "1000",
-    ])
-    .ok();
+    d.run_rootfs_with("io.containerd.runc-rs.v2", &["-d"], &id, &["/bin/sleep", "1000"])
+        .ok();
     d.wait_task_status(&id, "RUNNING", Duration::from_secs(20));
     let shims = d.shim_processes(&id);
     assert_eq!(shims.len(), 1, "one shim serves {id}: {shims:?}");
@@ -189,36 +178,13 @@ fn the_deb_installs_runs_containers_and_removes_cleanly() {
         "dpkg -r left the shim"
     );
     dpkg(&root, &["-P", PKG]);
-    let left: Vec<PathBuf> = walk(&root.join("usr"));
+    let left = files_under(&root.join("usr"));
     assert!(left.is_empty(), "dpkg -P left files behind: {left:?}");
-    let status = run(
-        Command::new("dpkg")
-            .arg(format!("--root={}", root.display()))
-            .args(["-s", PKG]),
-        None,
-        T,
-    )
-    .expect("dpkg -s");
+    let status = run(dpkg_at(&root).args(["-s", PKG]), None, T).expect("dpkg -s");
     assert_ne!(
         status.code(),
         Some(0),
         "{PKG} still known to dpkg after purge\n{status}"
     );
     d.assert_clean();
-}
-
-/// Regular files and links under `dir` (directories themselves are not counted).
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => found.extend(walk(&p)),
-            _ => found.push(p),
-        }
-    }
-    found
 }

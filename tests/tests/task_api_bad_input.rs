@@ -82,8 +82,7 @@ fn exec_with_a_duplicate_exec_id_is_already_exists_over_ttrpc_and_in_ctr() {
 #[test]
 fn exec_ids_that_containerd_would_refuse_are_invalid_argument_and_write_nothing() {
     let d = Daemon::start();
-    if e2e::launch::go_shim_release(d.shim_bin()).is_some() {
-        eprintln!("skipped: the Go shims leave exec id checks to containerd (tests/COMPAT.md)");
+    if e2e::launch::skip_for_go_shims(d.shim_bin(), "the Go shims leave exec id checks to containerd") {
         return;
     }
     let id = d.id("badexecid");

@@ -12,7 +12,7 @@ use crate::cleanup::{assert_no_leaks, owned_processes, OwnedProcess};
 use crate::command;
 use crate::procfs;
 use crate::reaper::{self, Spawned};
-use crate::util::{self, shim_socket_path, RUNC_ROOT};
+use crate::util::{self, list_dir, remove_empty_dirs, shim_socket_path, RUNC_ROOT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
@@ -799,21 +799,4 @@ fn delete_link(name: &str) {
         c.args(["link", "delete", name]);
         let _ = command::run(&mut c, None, Duration::from_secs(10));
     }
-}
-
-fn list_dir(d: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn remove_empty_dirs(d: &Path) {
-    for e in list_dir(d) {
-        if e.is_dir() && !e.is_symlink() {
-            remove_empty_dirs(&e);
-        }
-    }
-    let _ = std::fs::remove_dir(d);
 }
