@@ -436,16 +436,31 @@ mod tests {
         }
     }
 
-    fn temp_socket(name: &str) -> PathBuf {
+    /// A socket path in a directory of its own, removed when the test ends
+    /// (passed or not).
+    struct TempSocket {
+        dir: PathBuf,
+        path: PathBuf,
+    }
+
+    impl Drop for TempSocket {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp_socket(name: &str) -> TempSocket {
         let dir = std::env::temp_dir().join(format!("outbox-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join("c.sock.ttrpc")
+        let path = dir.join("c.sock.ttrpc");
+        TempSocket { dir, path }
     }
 
     #[test]
     fn delivers_in_order_with_namespace_metadata() {
-        let path = temp_socket("order");
+        let sock = temp_socket("order");
+        let path = sock.path.clone();
         let (rx, _h) = fake_containerd(path.clone(), |_| 0, None);
         let mut outbox = Outbox::new(&format!("unix://{}", path.display()), "ns1");
         for i in 0..50 {
@@ -464,7 +479,8 @@ mod tests {
 
     #[test]
     fn waits_for_containerd_and_then_delivers_everything() {
-        let path = temp_socket("late");
+        let sock = temp_socket("late");
+        let path = sock.path.clone();
         let mut outbox = Outbox::new(path.to_str().unwrap(), "ns");
         outbox.push("/tasks/exit", event(1));
         outbox.push("/tasks/exit", event(2));
@@ -483,7 +499,8 @@ mod tests {
 
     #[test]
     fn a_dropped_connection_resends_the_event_in_flight() {
-        let path = temp_socket("drop");
+        let sock = temp_socket("drop");
+        let path = sock.path.clone();
         let (rx, _h) = fake_containerd(path.clone(), |_| 0, Some(2));
         let mut outbox = Outbox::new(path.to_str().unwrap(), "ns");
         for i in 0..4 {
@@ -499,7 +516,8 @@ mod tests {
 
     #[test]
     fn a_refused_event_is_dropped_but_later_ones_arrive() {
-        let path = temp_socket("refuse");
+        let sock = temp_socket("refuse");
+        let path = sock.path.clone();
         let (rx, _h) = fake_containerd(path.clone(), |t| i32::from(t == "/tasks/paused"), None);
         let mut outbox = Outbox::new(path.to_str().unwrap(), "ns");
         outbox.push("/tasks/paused", event(1));
