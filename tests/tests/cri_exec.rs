@@ -257,6 +257,71 @@ fn concurrent_exec_syncs_through_one_shim() {
     d.assert_clean();
 }
 
+/// containerd's TestIssue10589 on our shim: a burst of ExecSyncs into a container while its
+/// init is SIGKILLed. Each round the container still turns EXITED with 137 within 30 s, every
+/// ExecSync answers (output or error) within its own 5 s timeout plus containerd's overhead,
+/// no exec'd process is left behind, and the pod's one shim goes when the pod does.
+#[test]
+fn init_killed_during_a_burst_of_exec_syncs_still_exits() {
+    const WORKERS: usize = 12;
+    const EXECS: usize = 10;
+    let d = CriDaemon::start();
+    let pod_cfg = d.pod_config("execburst");
+    let pod = d.run_pod(&pod_cfg);
+    for round in 0..3 {
+        let c = d.start_container(
+            &pod,
+            &pod_cfg,
+            &d.container_config(&pod_cfg, &format!("c{round}"), &["sleep", "1000"]),
+        );
+        d.wait_container_state(&c, ContainerState::ContainerRunning, T);
+        let pid = d.container_pid(&c);
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let (client, c, started) = (d.new_client(), c.clone(), started.clone());
+                std::thread::spawn(move || {
+                    let mut answered = 0;
+                    for _ in 0..EXECS {
+                        started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let t0 = Instant::now();
+                        let r = client.exec_sync(&c, &["date"], 5);
+                        let took = t0.elapsed();
+                        assert!(
+                            took < Duration::from_secs(20),
+                            "an ExecSync with a 5s timeout took {took:?}: {r:?}"
+                        );
+                        answered += usize::from(r.is_ok_and(|r| r.exit_code == 0));
+                    }
+                    answered
+                })
+            })
+            .collect();
+        // Kill the init once the burst is under way (a different moment each round).
+        let after = WORKERS * (1 + round * 3);
+        assert!(
+            e2e::util::poll_until(T, || started.load(std::sync::atomic::Ordering::SeqCst) >= after),
+            "the ExecSync burst did not start"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+            .expect("kill the container's init");
+        let ok: usize = workers.into_iter().map(|w| w.join().expect("exec worker")).sum();
+        let st = d.wait_container_state(&c, ContainerState::ContainerExited, T);
+        assert_eq!(st.exit_code, 137, "round {round}: {st:?}");
+        eprintln!(
+            "round {round}: {ok} of {} ExecSyncs ran before the init died",
+            WORKERS * EXECS
+        );
+        d.ok("RemoveContainer", d.cri().remove_container(&c));
+        let left: Vec<_> = d.processes().into_iter().filter(|p| p.argv == ["date"]).collect();
+        assert!(left.is_empty(), "exec'd processes left: {left:#?}");
+    }
+    d.wait_shims(1, T);
+    d.remove_pod(&pod);
+    d.wait_shims(0, T);
+    d.assert_clean();
+}
+
 /// Megabytes through a streaming exec, both ways, unchanged.
 #[test]
 fn streaming_exec_carries_megabytes_both_ways() {
