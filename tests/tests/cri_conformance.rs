@@ -674,7 +674,8 @@ fn execs_end_when_their_container_is_killed() {
 
 /// critest "listing container stats" (nil filter, id, labels) and containerd
 /// TestContainerListStats*: every running container of a pod has CPU and memory figures from
-/// its shim, also while an exited container is in the pod.
+/// its shim, also while an exited container is in the pod; PodSandboxStats and
+/// ListPodSandboxStats carry the same containers' figures.
 #[test]
 fn list_container_stats_has_cpu_and_memory_of_every_container() {
     let d = CriDaemon::start();
@@ -739,6 +740,32 @@ fn list_container_stats_has_cpu_and_memory_of_every_container() {
     assert_eq!(labelled.iter().map(id_of).collect::<Vec<_>>(), [ids[2].clone()]);
     let single = d.ok("ContainerStats", d.cri().container_stats(&ids[0]));
     assert!(complete(&single), "{single:#?}");
+    // PodSandboxStats (kubelet's PodAndContainerStatsFromCRI): the pod's own figures, and its
+    // containers' from their shim.
+    let pod_complete = |p: &PodSandboxStats| {
+        let linux = p.linux.as_ref();
+        linux.is_some_and(|l| {
+            l.cpu
+                .as_ref()
+                .is_some_and(|c| c.usage_core_nano_seconds.as_ref().is_some_and(|v| v.value > 0))
+                && l.memory
+                    .as_ref()
+                    .is_some_and(|m| m.working_set_bytes.as_ref().is_some_and(|v| v.value > 0))
+                && ids
+                    .iter()
+                    .all(|id| l.containers.iter().any(|s| id_of(s) == *id && complete(s)))
+        })
+    };
+    let stats = d.ok("PodSandboxStats", raw.pod_sandbox_stats(&pod));
+    assert!(stats.as_ref().is_some_and(pod_complete), "{stats:#?}");
+    let listed = d.ok(
+        "ListPodSandboxStats(id)",
+        raw.list_pod_sandbox_stats(Some(PodSandboxStatsFilter {
+            id: pod.clone(),
+            ..Default::default()
+        })),
+    );
+    assert!(listed.len() == 1 && pod_complete(&listed[0]), "{listed:#?}");
     d.remove_pod(&pod);
     d.wait_shims(0, T);
     d.assert_clean();

@@ -57,6 +57,27 @@ impl RawCri {
         .map(|r| r.stats)
     }
 
+    /// PodSandboxStats of one pod.
+    pub fn pod_sandbox_stats(&self, pod_id: &str) -> CriResult<Option<PodSandboxStats>> {
+        let mut c = self.runtime.clone();
+        let req = PodSandboxStatsRequest {
+            pod_sandbox_id: pod_id.into(),
+        };
+        self.call("PodSandboxStats", Duration::from_secs(60), async move {
+            c.pod_sandbox_stats(req).await
+        })
+        .map(|r| r.stats)
+    }
+
+    /// ListPodSandboxStats with `filter` (`None`: every pod).
+    pub fn list_pod_sandbox_stats(&self, filter: Option<PodSandboxStatsFilter>) -> CriResult<Vec<PodSandboxStats>> {
+        let mut c = self.runtime.clone();
+        self.call("ListPodSandboxStats", Duration::from_secs(60), async move {
+            c.list_pod_sandbox_stats(ListPodSandboxStatsRequest { filter }).await
+        })
+        .map(|r| r.stats)
+    }
+
     /// StopContainer whose call the client abandons after `deadline` (the request's context is
     /// cancelled, as when kubelet gives up).
     pub fn stop_container_within(&self, id: &str, timeout_s: i64, deadline: Duration) -> CriResult<()> {
