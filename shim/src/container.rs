@@ -186,6 +186,9 @@ pub struct Container {
     pub init_reaped: bool,
     /// The init exit, held back until every running exec's exit is published.
     pub init_exit_deferred: Option<Exit>,
+    /// The init exited while the container was paused or being paused: its cgroup may still
+    /// be frozen, and runc refuses to delete a frozen container, so Delete thaws it first.
+    pub may_be_frozen: bool,
     /// Create has completed (until then the container is being set up).
     pub created: bool,
     /// The init's cgroup (Stats, OOM), found once its pid is known.
@@ -215,6 +218,7 @@ impl Container {
             running_execs: 0,
             init_reaped: false,
             init_exit_deferred: None,
+            may_be_frozen: false,
             created: false,
             cgroup: None,
             oom: None,

@@ -47,6 +47,17 @@ pub enum After {
     KillAllOnExit {
         container: String,
     },
+    /// `runc resume` of a container whose init exited while it was paused (the init is held
+    /// busy until it is done, so a Delete waits for it).
+    ThawAfterExit {
+        container: String,
+    },
+    /// `runc resume` of a container whose init exited while it was paused, before its Delete.
+    ThawBeforeDelete {
+        container: String,
+        responder: Responder,
+        deadline: Option<Instant>,
+    },
     Delete {
         container: String,
         responder: Responder,
@@ -278,6 +289,17 @@ impl Daemon {
                         log::error!("failed to kill init's children of {container}: {e}");
                     }
                 }
+            }
+            After::ThawAfterExit { container } => self.thaw_after_exit_done(&container, result),
+            After::ThawBeforeDelete {
+                container,
+                responder,
+                deadline,
+            } => {
+                if let Err(e) = result {
+                    log::debug!("resume of {container} before its delete: {e}");
+                }
+                self.spawn_delete_init(&container, responder, deadline);
             }
             After::Delete { container, responder } => self.delete_init_done(&container, responder, result),
             After::Pause { container, responder } => self.pause_done(&container, responder, result),

@@ -940,6 +940,64 @@ impl Daemon {
         let c = self.containers.get_mut(id).ok_or_else(Error::container_not_created)?;
         state::check(c.init.kind, c.init.status, Op::Delete)?;
         c.init.busy = true;
+        if c.may_be_frozen {
+            // runc calls a frozen container paused even once its init is gone, and refuses
+            // to delete it; `runc resume` works then, and the delete follows it.
+            let invocation = c.runc.resume(id);
+            self.spawn_runc(
+                invocation,
+                RuncIo::Capture,
+                None,
+                deadline,
+                After::ThawBeforeDelete {
+                    container: id.to_string(),
+                    responder: r,
+                    deadline,
+                },
+            );
+        } else {
+            self.spawn_delete_init(id, r, deadline);
+        }
+        Ok(())
+    }
+
+    /// `runc resume` of a container whose init exited while it was frozen: runc still calls
+    /// such a container paused, and thaws it. The init is busy until it is done.
+    fn thaw_after_exit(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        let invocation = c.runc.resume(id);
+        // Bounded: a Delete waits for it.
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        self.spawn_runc(
+            invocation,
+            RuncIo::Capture,
+            None,
+            Some(deadline),
+            After::ThawAfterExit {
+                container: id.to_string(),
+            },
+        );
+    }
+
+    pub fn thaw_after_exit_done(&mut self, id: &str, result: Result<Vec<u8>, runc_wrapper::Error>) {
+        match result {
+            Ok(_) => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.may_be_frozen = false;
+                }
+            }
+            Err(e) => log::warn!("failed to thaw {id}, whose init exited while it was paused: {e}"),
+        }
+        self.release(id, "");
+    }
+
+    /// `runc delete` of a stopped init (whose process is already marked busy).
+    pub fn spawn_delete_init(&mut self, id: &str, r: Responder, deadline: Option<Instant>) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return self.answer::<Empty>(r, Err(Error::container_not_created()));
+        };
         let invocation = c.runc.delete(id, false);
         self.spawn_runc(
             invocation,
@@ -951,7 +1009,6 @@ impl Daemon {
                 responder: r,
             },
         );
-        Ok(())
     }
 
     pub fn delete_init_done(&mut self, id: &str, r: Responder, result: Result<Vec<u8>, runc_wrapper::Error>) {
@@ -1114,6 +1171,18 @@ impl Daemon {
         }
         self.pids.remove(&exit.pid);
         c.init_reaped = true;
+        if matches!(c.init.status, Status::Paused | Status::Pausing) {
+            c.may_be_frozen = true;
+            if c.init.status == Status::Paused && !c.init.busy {
+                // As the Go shim does for an init that exits while paused: thaw the rest.
+                // (While Pausing, the Pause's completion does it.)
+                c.init.busy = true;
+                self.thaw_after_exit(id);
+            }
+        }
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
         if c.kill_all_on_exit {
             let invocation = c.runc.kill(id, libc::SIGKILL as u32, true);
             let deferred = c.running_execs > 0;
@@ -1280,6 +1349,8 @@ impl Daemon {
         };
         match result {
             Ok(_) => {
+                let exited = c.init_reaped;
+                c.may_be_frozen |= exited;
                 if c.init.status == Status::Pausing {
                     c.init.status = Status::Paused;
                     let mut ev = TaskPaused::new();
@@ -1287,6 +1358,11 @@ impl Daemon {
                     self.publish("/tasks/paused", any::TASK_PAUSED, &ev);
                 }
                 self.answer(r, Ok(Empty::new()));
+                if exited {
+                    // The init exited while runc froze the container; the thaw keeps the
+                    // init busy and releases it when done.
+                    return self.thaw_after_exit(id);
+                }
             }
             Err(e) => {
                 if c.init.status == Status::Pausing {

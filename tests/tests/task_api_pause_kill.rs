@@ -4,11 +4,15 @@
 
 use e2e::cgroup::{self, Knob};
 use e2e::ctr::deleted_exit_status;
-use e2e::requests::{describe_err, exec_req, expect_code, kill_req, Calls};
+use e2e::requests::{describe_err, exec_req, expect_code, kill_req, Calls, RESOURCES_TYPE_URL};
 use e2e::scenario::wait_handler;
 use e2e::shim::rpc_ctx;
-use e2e::Daemon;
+use e2e::{Daemon, DaemonOptions};
+use protobuf::MessageField;
+use protos::any::pack_bytes;
+use protos::task::UpdateTaskRequest;
 use protos::types::Status;
+use std::path::Path;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -109,6 +113,72 @@ fn sigkill_to_a_paused_task_ends_it_with_137() {
     let del = d.ctr(&["task", "delete", &id]).run();
     assert_eq!(deleted_exit_status(&del), Some(137), "ctr task delete: {del}");
     d.ctr(&["container", "delete", &id]).ok();
+    d.assert_clean();
+}
+
+/// A `runc` wrapper for `--runc-binary` whose `verb` makes the container's init die while
+/// its cgroup is frozen, the race a random walk over the Task API met: it thaws the cgroup,
+/// SIGKILLs the init (pid in `pid_file`), waits until the shim has reaped it, freezes the
+/// cgroup again and succeeds. Other verbs run the real runc.
+fn runc_killing_the_init_while_frozen(d: &Daemon, id: &str, verb: &str, pid_file: &Path) -> String {
+    let freeze = cgroup::file(&format!("/{}/{id}", d.ns()), Knob::Freeze);
+    let (frozen, thawed) = if cgroup::is_v2() {
+        ("1", "0")
+    } else {
+        ("FROZEN", "THAWED")
+    };
+    let wrapper = d.tmp().join(format!("runc-init-dies-in-{verb}"));
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" {verb} \"*)\n  cat > /dev/null\n  pid=$(cat {pids})\n  \
+         echo {thawed} > {freeze}\n  kill -9 \"$pid\"\n  while [ -e /proc/$pid ]; do sleep 0.01; done\n  \
+         echo {frozen} > {freeze}\n  exit 0;;\nesac\nexec {runc} \"$@\"\n",
+        pids = pid_file.display(),
+        freeze = freeze.display(),
+        runc = e2e::launch::runc_path().display(),
+    );
+    std::fs::write(&wrapper, script).expect("write runc wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    wrapper.to_str().expect("utf-8").to_string()
+}
+
+/// The init dies while runc freezes the container. runc then calls the container paused
+/// although its init is gone, and would refuse to delete it. As the Go shim does, ours thaws
+/// it once the init's exit and the Pause are both done (so the cgroup is not left frozen);
+/// and when the init dies during another call on a paused container (an Update here), Delete
+/// thaws it first. Either way `ctr task delete` answers 137 and nothing is left behind.
+#[test]
+fn an_init_that_dies_while_the_container_is_frozen_is_still_deleted() {
+    // (`ctr --runc-binary` wants the runtime named io.containerd.runc.v2.)
+    let d = Daemon::start_with(DaemonOptions { shim_in_path: true });
+    for verb in ["pause", "update"] {
+        let id = d.id(&format!("diefrozen-{verb}"));
+        let pid_file = d.tmp().join(format!("{id}.pid"));
+        let wrapper = runc_killing_the_init_while_frozen(&d, &id, verb, &pid_file);
+        let task = d.run_detached(&["--runc-binary", &wrapper], &id, &["/bin/sleep", "1000"]);
+        std::fs::write(&pid_file, task.pid.to_string()).expect("write pid");
+        if verb == "pause" {
+            let pause = d.ctr(&["task", "pause", &id]).run();
+            assert_eq!(pause.code(), Some(0), "ctr task pause: {pause}");
+            d.wait_task_status(&id, "STOPPED", T);
+            assert!(
+                e2e::util::poll_until(T, || !frozen(&d, &id)),
+                "the cgroup of the container whose init died stays frozen"
+            );
+        } else {
+            d.ctr(&["task", "pause", &id]).ok();
+            let client = d.shim_client(&id);
+            let mut r = UpdateTaskRequest::new();
+            r.id = id.clone();
+            r.resources = MessageField::some(pack_bytes(RESOURCES_TYPE_URL, br#"{"pids":{"limit":50}}"#.to_vec()));
+            client
+                .update(rpc_ctx(d.ns()), &r)
+                .unwrap_or_else(|e| panic!("Update of the paused container: {}", describe_err(&e)));
+            d.wait_task_status(&id, "STOPPED", T);
+        }
+        let del = d.ctr(&["task", "delete", &id]).run();
+        assert_eq!(deleted_exit_status(&del), Some(137), "{verb}: ctr task delete: {del}");
+        d.ctr(&["container", "delete", &id]).ok();
+    }
     d.assert_clean();
 }
 

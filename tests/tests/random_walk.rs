@@ -1,0 +1,677 @@
+//! A seeded random walk over the Task API of one hand-started shim that serves several
+//! containers at once. Each container has its own driver thread: execs that end by themselves,
+//! sleep until signalled or die with the init, kills racing natural exits, pauses, State and
+//! Pids calls, inits that end early, and containers deleted and created again under the same
+//! id. Whatever the interleaving:
+//!
+//! - no call hangs, and the shim never stops answering;
+//! - every process whose Start succeeded is waited for, with a status its ending allows;
+//! - State and Delete of a stopped process agree with its Wait;
+//! - `/tasks/exit` is published exactly once for it, with that status, and for nothing else;
+//! - after the last Delete and Shutdown the shim is gone and nothing is left behind.
+//!
+//! `E2E_WALK_SEED` replays a walk (the seed is printed); `E2E_WALK_STEPS` lengthens it.
+
+use e2e::events::EventWatcher;
+use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
+use e2e::requests::{code_of, describe_err, exec_req_in, kill_req, start_req, state_req, wait_req};
+use e2e::shim::{make_bundle, rpc_ctx, HandShim};
+use e2e::Daemon;
+use protos::task::{DeleteRequest, PauseRequest, PidsRequest, ResumeRequest};
+use protos::task_ttrpc::TaskClient;
+use protos::types::Status;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const CONTAINERS: usize = 3;
+/// Driver steps per container (each about 20-60 ms), over several incarnations.
+const STEPS: usize = 240;
+/// The most execs one container has alive at once.
+const MAX_LIVE_EXECS: usize = 5;
+
+/// xorshift64*: small, and a seed replays the same choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A process whose Start succeeded.
+struct Started {
+    container: String,
+    /// Exec id; empty for the init.
+    exec_id: String,
+    pid: u32,
+    /// Statuses its ending may give.
+    allowed: BTreeSet<u32>,
+    /// Whether its own command ends by itself.
+    ends_by_itself: bool,
+    /// Whether a Kill of ours reached it.
+    signalled: bool,
+    wait: Option<JoinHandle<Result<u32, String>>>,
+    /// Status its Wait returned.
+    status: Option<u32>,
+}
+
+impl Started {
+    fn finished(&self) -> bool {
+        self.wait.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    fn join(&mut self) -> u32 {
+        if let Some(w) = self.wait.take() {
+            let got = w.join().expect("waiter thread");
+            let status = got.unwrap_or_else(|e| panic!("Wait({}/{}): {e}", self.container, self.exec_id));
+            self.status = Some(status);
+        }
+        self.status.expect("joined")
+    }
+}
+
+/// One container's driver: its model and its log of calls (printed on failure).
+struct Driver {
+    id: String,
+    bundle: PathBuf,
+    ns: String,
+    client: TaskClient,
+    rng: Rng,
+    log: Vec<String>,
+    /// Every process started in any incarnation, for the event check at the end.
+    done: Vec<Started>,
+    init: Option<Started>,
+    /// Execs of this incarnation that were started.
+    execs: Vec<Started>,
+    /// Execs of this incarnation whose Exec succeeded but not their Start.
+    unstarted: Vec<String>,
+    init_killed: bool,
+    init_short: bool,
+    paused: bool,
+    next_exec: usize,
+    generation: usize,
+    /// RPC failures the walk tolerates (races), by call and code.
+    tolerated: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+/// A context for Wait: long enough for any process of the walk to end.
+fn wait_ctx(ns: &str) -> ttrpc::context::Context {
+    let mut ctx = rpc_ctx(ns);
+    ctx.timeout_nano = Duration::from_secs(120).as_nanos() as i64;
+    ctx
+}
+
+fn spawn_wait(client: &TaskClient, ns: &str, id: &str, exec_id: &str) -> JoinHandle<Result<u32, String>> {
+    let (client, ns, req) = (client.clone(), ns.to_string(), wait_req(id, exec_id));
+    std::thread::spawn(move || {
+        client
+            .wait(wait_ctx(&ns), &req)
+            .map(|r| r.exit_status)
+            .map_err(|e| describe_err(&e))
+    })
+}
+
+impl Driver {
+    fn note(&mut self, what: String) {
+        self.log.push(what);
+    }
+
+    /// A failed call the walk can explain by a race is counted; a hang, a broken connection or
+    /// an internal failure is not.
+    fn tolerate(&self, call: &str, err: &ttrpc::Error) {
+        match code_of(err) {
+            Some(ttrpc::Code::NOT_FOUND | ttrpc::Code::FAILED_PRECONDITION | ttrpc::Code::UNKNOWN) => {
+                *self
+                    .tolerated
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{call} {:?}", code_of(err).unwrap()))
+                    .or_default() += 1;
+            }
+            _ => panic!(
+                "{}: {call} failed with {}\nlast calls:\n{}",
+                self.id,
+                describe_err(err),
+                self.tail()
+            ),
+        }
+    }
+
+    fn tail(&self) -> String {
+        let from = self.log.len().saturating_sub(40);
+        self.log[from..].join("\n")
+    }
+
+    /// The init is alive and not going to die on its own or by our hand.
+    fn init_steady(&self) -> bool {
+        !self.init_killed && !self.init_short && self.init.as_ref().is_some_and(|i| !i.finished())
+    }
+
+    fn create_and_start(&mut self, d: &Daemon) {
+        self.generation += 1;
+        self.init_short = self.rng.below(4) == 0;
+        let code = 1 + self.rng.below(100) as u32;
+        let args: Vec<String> = if self.init_short {
+            let ms = 50 + self.rng.below(600);
+            vec!["/bin/sh".into(), "-c".into(), format!("sleep 0.{ms:03}; exit {code}")]
+        } else {
+            vec!["/bin/sleep".into(), "1000".into()]
+        };
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.bundle = make_bundle(d, &self.id, &argv);
+        let pid = create_task(d, &self.client, &create_req(&self.id, &self.bundle, None));
+        self.note(format!("gen {} create {argv:?} -> pid {pid}", self.generation));
+        let started = self
+            .client
+            .start(rpc_ctx(&self.ns), &start_req(&self.id, ""))
+            .unwrap_or_else(|e| panic!("{}: Start of the init: {}", self.id, describe_err(&e)));
+        assert_eq!(started.pid, pid, "Start answers the pid Create did");
+        let mut allowed = BTreeSet::from([137]);
+        if self.init_short {
+            allowed.insert(code);
+        }
+        self.init = Some(Started {
+            container: self.id.clone(),
+            exec_id: String::new(),
+            pid,
+            allowed,
+            ends_by_itself: self.init_short,
+            signalled: false,
+            wait: Some(spawn_wait(&self.client, &self.ns, &self.id, "")),
+            status: None,
+        });
+        self.init_killed = false;
+        self.paused = false;
+    }
+
+    fn exec(&mut self) {
+        let live = self.execs.iter().filter(|e| !e.finished()).count();
+        if live >= MAX_LIVE_EXECS {
+            return;
+        }
+        self.next_exec += 1;
+        let exec_id = format!("x{}-{}", self.generation, self.next_exec);
+        let code = self.rng.below(120) as u32;
+        let (args, ends): (Vec<String>, bool) = match self.rng.below(3) {
+            0 => (vec!["/bin/sh".into(), "-c".into(), format!("exit {code}")], true),
+            1 => {
+                let ms = self.rng.below(300);
+                (
+                    vec!["/bin/sh".into(), "-c".into(), format!("sleep 0.{ms:03}; exit {code}")],
+                    true,
+                )
+            }
+            _ => (vec!["/bin/sleep".into(), "1000".into()], false),
+        };
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let req = exec_req_in(&self.bundle, &self.id, &exec_id, &argv);
+        if let Err(e) = self.client.exec(rpc_ctx(&self.ns), &req) {
+            self.note(format!("exec {exec_id} {argv:?}: {}", describe_err(&e)));
+            assert!(
+                !self.init_steady(),
+                "{}: Exec with a live init failed: {}",
+                self.id,
+                describe_err(&e)
+            );
+            return self.tolerate("Exec", &e);
+        }
+        match self.client.start(rpc_ctx(&self.ns), &start_req(&self.id, &exec_id)) {
+            Ok(r) => {
+                self.note(format!("exec+start {exec_id} {argv:?} -> pid {}", r.pid));
+                let mut allowed = BTreeSet::from([137]); // the init's end kills it
+                if ends {
+                    allowed.insert(code);
+                }
+                self.execs.push(Started {
+                    container: self.id.clone(),
+                    exec_id: exec_id.clone(),
+                    pid: r.pid,
+                    allowed,
+                    ends_by_itself: ends,
+                    signalled: false,
+                    wait: Some(spawn_wait(&self.client, &self.ns, &self.id, &exec_id)),
+                    status: None,
+                });
+            }
+            Err(e) => {
+                self.note(format!("exec+start {exec_id} {argv:?}: start {}", describe_err(&e)));
+                assert!(
+                    self.paused || !self.init_steady(),
+                    "{}: Start of exec {exec_id} in a running container failed: {}\n{}",
+                    self.id,
+                    describe_err(&e),
+                    self.tail()
+                );
+                self.tolerate("Start(exec)", &e);
+                self.unstarted.push(exec_id);
+            }
+        }
+    }
+
+    fn kill_exec(&mut self) {
+        if self.execs.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.execs.len() as u64) as usize;
+        let sig = if self.rng.below(2) == 0 { 9 } else { 15 };
+        let (exec_id, may_be_gone) = {
+            let e = &self.execs[i];
+            (e.exec_id.clone(), e.finished() || e.ends_by_itself || e.signalled)
+        };
+        match self
+            .client
+            .kill(rpc_ctx(&self.ns), &kill_req(&self.id, &exec_id, sig, false))
+        {
+            Ok(_) => {
+                self.note(format!("kill {exec_id} {sig}"));
+                self.execs[i].allowed.insert(128 + sig);
+                self.execs[i].signalled = true;
+            }
+            Err(e) => {
+                self.note(format!("kill {exec_id} {sig}: {}", describe_err(&e)));
+                assert!(
+                    may_be_gone || !self.init_steady(),
+                    "{}: Kill of exec {exec_id} (`sleep 1000`) failed while it was alive: {}\n{}",
+                    self.id,
+                    describe_err(&e),
+                    self.tail()
+                );
+                self.tolerate("Kill(exec)", &e);
+            }
+        }
+    }
+
+    fn state_of_some_process(&mut self) {
+        let pick = self.rng.below(self.execs.len() as u64 + 1) as usize;
+        let (exec_id, finished) = match self.execs.get(pick) {
+            Some(e) => (e.exec_id.clone(), e.finished()),
+            None => (String::new(), self.init.as_ref().is_none_or(Started::finished)),
+        };
+        match self.client.state(rpc_ctx(&self.ns), &state_req(&self.id, &exec_id)) {
+            Ok(st) => {
+                let status = st.status.enum_value();
+                self.note(format!("state {exec_id:?} -> {status:?} {}", st.exit_status));
+                if finished {
+                    // Its Wait has answered: State says STOPPED with the same status.
+                    let p = match self.execs.get_mut(pick) {
+                        Some(e) => e,
+                        None => self.init.as_mut().expect("init"),
+                    };
+                    let waited = p.join();
+                    assert_eq!(
+                        (status, st.exit_status),
+                        (Ok(Status::STOPPED), waited),
+                        "{}: State of {exec_id:?} after its Wait",
+                        self.id
+                    );
+                }
+            }
+            Err(e) => panic!(
+                "{}: State of {exec_id:?}: {}\n{}",
+                self.id,
+                describe_err(&e),
+                self.tail()
+            ),
+        }
+    }
+
+    fn delete_a_stopped_exec(&mut self) {
+        let Some(i) = self.execs.iter().position(Started::finished) else {
+            return;
+        };
+        let mut e = self.execs.swap_remove(i);
+        let waited = e.join();
+        let del = self
+            .client
+            .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &e.exec_id))
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{}: Delete of stopped exec {}: {}",
+                    self.id,
+                    e.exec_id,
+                    describe_err(&err)
+                )
+            });
+        self.note(format!("delete {} -> {}", e.exec_id, del.exit_status));
+        assert_eq!(
+            (del.exit_status, del.pid),
+            (waited, e.pid),
+            "{}: Delete of {} answers what Wait saw",
+            self.id,
+            e.exec_id
+        );
+        self.done.push(e);
+    }
+
+    fn pause_and_resume(&mut self) {
+        match self.client.pause(rpc_ctx(&self.ns), &pause_req(&self.id)) {
+            Ok(_) => {
+                self.paused = true;
+                self.note("pause".into());
+                std::thread::sleep(Duration::from_millis(self.rng.below(80)));
+                // While paused: Pids and State still answer.
+                let pids = self.client.pids(rpc_ctx(&self.ns), &pids_req(&self.id));
+                assert!(pids.is_ok(), "{}: Pids of a paused container: {pids:?}", self.id);
+                match self.client.resume(rpc_ctx(&self.ns), &resume_req(&self.id)) {
+                    Ok(_) => {
+                        self.paused = false;
+                        self.note("resume".into());
+                    }
+                    Err(e) => {
+                        // Only an init that ended meanwhile (its exit raced the Pause) excuses
+                        // this; Delete and the final leak check then show nothing stays frozen.
+                        self.note(format!("resume: {}", describe_err(&e)));
+                        assert!(
+                            !self.init_steady(),
+                            "{}: Resume after Pause: {}\n{}",
+                            self.id,
+                            describe_err(&e),
+                            self.tail()
+                        );
+                        self.tolerate("Resume", &e);
+                        self.paused = false;
+                    }
+                }
+            }
+            Err(e) => {
+                self.note(format!("pause: {}", describe_err(&e)));
+                assert!(
+                    !self.init_steady(),
+                    "{}: Pause of a running container failed: {}",
+                    self.id,
+                    describe_err(&e)
+                );
+                self.tolerate("Pause", &e);
+            }
+        }
+    }
+
+    fn pids(&mut self) {
+        match self.client.pids(rpc_ctx(&self.ns), &pids_req(&self.id)) {
+            Ok(r) => self.note(format!("pids -> {}", r.processes.len())),
+            Err(e) => {
+                self.note(format!("pids: {}", describe_err(&e)));
+                assert!(!self.init_steady(), "{}: Pids failed: {}", self.id, describe_err(&e));
+                self.tolerate("Pids", &e);
+            }
+        }
+    }
+
+    fn kill_init(&mut self) {
+        let all = self.rng.below(3) == 0;
+        match self.client.kill(rpc_ctx(&self.ns), &kill_req(&self.id, "", 9, all)) {
+            Ok(_) => self.note(format!("kill init 9 all={all}")),
+            Err(e) => {
+                self.note(format!("kill init 9 all={all}: {}", describe_err(&e)));
+                assert!(
+                    self.init_short,
+                    "{}: SIGKILL of `sleep 1000` failed: {}",
+                    self.id,
+                    describe_err(&e)
+                );
+                self.tolerate("Kill(init)", &e);
+            }
+        }
+        self.init_killed = true;
+    }
+
+    /// Ends this incarnation: the init dies (if it has not), every process is waited for, the
+    /// execs and then the init are deleted.
+    fn finish_incarnation(&mut self) {
+        if !self.init_killed {
+            self.kill_init();
+        }
+        let mut init = self.init.take().expect("an incarnation has an init");
+        let status = init.join();
+        self.note(format!("init waited -> {status}"));
+        assert!(
+            init.allowed.contains(&status),
+            "{}: init ended with {status}, allowed {:?}\n{}",
+            self.id,
+            init.allowed,
+            self.tail()
+        );
+        for mut e in std::mem::take(&mut self.execs) {
+            let waited = e.join();
+            assert!(
+                e.allowed.contains(&waited),
+                "{}: exec {} ended with {waited}, allowed {:?}\n{}",
+                self.id,
+                e.exec_id,
+                e.allowed,
+                self.tail()
+            );
+            let del = self
+                .client
+                .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &e.exec_id))
+                .unwrap_or_else(|err| panic!("{}: Delete of exec {}: {}", self.id, e.exec_id, describe_err(&err)));
+            assert_eq!(del.exit_status, waited, "{}: Delete of {}", self.id, e.exec_id);
+            self.done.push(e);
+        }
+        for exec_id in std::mem::take(&mut self.unstarted) {
+            if let Err(e) = self
+                .client
+                .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &exec_id))
+            {
+                panic!(
+                    "{}: Delete of never-started exec {exec_id}: {}",
+                    self.id,
+                    describe_err(&e)
+                );
+            }
+        }
+        let del = self
+            .client
+            .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, ""))
+            .unwrap_or_else(|e| panic!("{}: Delete of the init: {}\n{}", self.id, describe_err(&e), self.tail()));
+        assert_eq!(
+            (del.exit_status, del.pid),
+            (status, init.pid),
+            "{}: Delete of the init answers what Wait saw",
+            self.id
+        );
+        let gone = self.client.state(rpc_ctx(&self.ns), &state_req(&self.id, ""));
+        assert_eq!(
+            gone.as_ref().err().and_then(code_of),
+            Some(ttrpc::Code::NOT_FOUND),
+            "{}: State after Delete: {gone:?}",
+            self.id
+        );
+        self.note(format!("gen {} deleted", self.generation));
+        self.done.push(init);
+    }
+
+    fn walk(&mut self, d: &Daemon, steps: usize) {
+        self.create_and_start(d);
+        for step in 0..steps {
+            let roll = self.rng.below(100);
+            match roll {
+                0..=29 => self.exec(),
+                30..=44 => self.kill_exec(),
+                45..=59 => self.state_of_some_process(),
+                60..=69 => self.delete_a_stopped_exec(),
+                70..=76 => self.pause_and_resume(),
+                77..=81 => self.pids(),
+                82..=84 if !self.init_killed => self.kill_init(),
+                _ => std::thread::sleep(Duration::from_millis(self.rng.below(40))),
+            }
+            // An incarnation lasts about 30 steps, or ends sooner once its init is gone.
+            let init_gone = self.init.as_ref().is_some_and(Started::finished);
+            if (step % 30 == 29 || init_gone) && step + 1 < steps {
+                self.finish_incarnation();
+                self.create_and_start(d);
+            }
+        }
+        self.finish_incarnation();
+    }
+}
+
+fn delete_req_of(id: &str, exec_id: &str) -> DeleteRequest {
+    let mut r = DeleteRequest::new();
+    r.id = id.to_string();
+    r.exec_id = exec_id.to_string();
+    r
+}
+
+fn pause_req(id: &str) -> PauseRequest {
+    let mut r = PauseRequest::new();
+    r.id = id.to_string();
+    r
+}
+
+fn resume_req(id: &str) -> ResumeRequest {
+    let mut r = ResumeRequest::new();
+    r.id = id.to_string();
+    r
+}
+
+fn pids_req(id: &str) -> PidsRequest {
+    let mut r = PidsRequest::new();
+    r.id = id.to_string();
+    r
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Every started process has exactly one `/tasks/exit`, with its Wait's status; no other
+/// `/tasks/exit` names one of our containers.
+fn check_exit_events(ev: &EventWatcher, done: &[&Started], ids: &[String]) {
+    let exits_of = |ev: &EventWatcher| {
+        ev.events()
+            .into_iter()
+            .filter(|e| e.topic == "/tasks/exit" && ids.iter().any(|id| e.container_id() == Some(id)))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while exits_of(ev).len() < done.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Time for a duplicate to show up, had one been sent.
+    std::thread::sleep(Duration::from_millis(500));
+    let exits = exits_of(ev);
+    // Pids come round again in a long walk, so a process is known by its container, id and pid
+    // together with the order of its incarnation: compare, per such key, the statuses Wait saw
+    // with those the events carry.
+    let mut waited: BTreeMap<(String, String, u64), Vec<u64>> = BTreeMap::new();
+    for p in done {
+        let id_field = if p.exec_id.is_empty() { &p.container } else { &p.exec_id };
+        waited
+            .entry((p.container.clone(), id_field.clone(), u64::from(p.pid)))
+            .or_default()
+            .push(u64::from(p.status.expect("waited")));
+    }
+    let mut published: BTreeMap<(String, String, u64), Vec<u64>> = BTreeMap::new();
+    for e in &exits {
+        published
+            .entry((
+                e.container_id().unwrap_or_default().to_string(),
+                e.str_field("id").to_string(),
+                e.u64_field("pid"),
+            ))
+            .or_default()
+            .push(e.u64_field("exit_status"));
+    }
+    for (key, statuses) in &mut waited {
+        statuses.sort_unstable();
+        let mut events = published.get(key).cloned().unwrap_or_default();
+        events.sort_unstable();
+        assert_eq!(
+            events,
+            *statuses,
+            "{key:?}: the exit statuses of its /tasks/exit events (left) differ from its Waits' (right): {:#?}",
+            exits
+                .iter()
+                .filter(|e| e.container_id() == Some(key.0.as_str()) && e.u64_field("pid") == key.2)
+                .map(|e| &e.line)
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        exits.len(),
+        done.len(),
+        "a /tasks/exit for a process that was never started: {:#?}",
+        exits.iter().map(|e| &e.line).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_random_walk_over_the_task_api_loses_no_exit_and_leaves_nothing() {
+    let seed = env_u64("E2E_WALK_SEED").unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64;
+        t | 1
+    });
+    let steps = env_u64("E2E_WALK_STEPS").map_or(STEPS, |s| s as usize);
+    eprintln!(
+        "random walk: seed {seed} ({CONTAINERS} containers, {steps} steps each; E2E_WALK_SEED={seed} replays it)"
+    );
+    let d = Daemon::start();
+    let ev = d.events();
+    let ids: Vec<String> = (0..CONTAINERS).map(|i| d.id(&format!("walk{i}"))).collect();
+    // The shim is started for the first container; the others join it as a group would.
+    let first_bundle = make_bundle(&d, &ids[0], &["/bin/sleep", "1000"]);
+    let shim = HandShim::start(&d, &ids[0], &first_bundle, b"");
+    let tolerated = Arc::new(Mutex::new(BTreeMap::new()));
+    let drivers: Vec<Driver> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut driver = Driver {
+                    id: id.clone(),
+                    bundle: PathBuf::new(),
+                    ns: d.ns().to_string(),
+                    client: shim.client(),
+                    rng: Rng(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1))),
+                    log: Vec::new(),
+                    done: Vec::new(),
+                    init: None,
+                    execs: Vec::new(),
+                    unstarted: Vec::new(),
+                    init_killed: false,
+                    init_short: false,
+                    paused: false,
+                    next_exec: 0,
+                    generation: 0,
+                    tolerated: tolerated.clone(),
+                };
+                let d = &d;
+                scope.spawn(move || {
+                    driver.walk(d, steps);
+                    driver
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panic!("a driver failed (seed {seed})")))
+            .collect()
+    });
+    let done: Vec<&Started> = drivers.iter().flat_map(|dr| dr.done.iter()).collect();
+    eprintln!(
+        "random walk: {} processes started and ended; tolerated failures {:?}",
+        done.len(),
+        tolerated.lock().unwrap()
+    );
+    check_exit_events(&ev, &done, &ids);
+
+    let client = shim.client();
+    let daemon = connect_pids(&d, &client, &ids[0]).0 as i32;
+    shutdown_and_wait(&d, client, &ids[0], daemon);
+    drop(shim);
+    d.assert_clean();
+}
