@@ -14,10 +14,12 @@
 
 use e2e::events::EventWatcher;
 use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
-use e2e::requests::{code_of, describe_err, exec_req_in, kill_req, start_req, state_req, wait_req};
+use e2e::requests::{code_of, describe_err, exec_req_in, kill_req, start_req, state_req, wait_req, RESOURCES_TYPE_URL};
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
-use protos::task::{DeleteRequest, PauseRequest, PidsRequest, ResumeRequest};
+use protobuf::MessageField;
+use protos::any::pack_bytes;
+use protos::task::{DeleteRequest, PauseRequest, PidsRequest, ResumeRequest, StatsRequest, UpdateTaskRequest};
 use protos::task_ttrpc::TaskClient;
 use protos::types::Status;
 use std::collections::{BTreeMap, BTreeSet};
@@ -407,6 +409,38 @@ impl Driver {
         }
     }
 
+    /// Stats, or an Update of the pids limit: both answer while the init lives.
+    fn stats_or_update(&mut self) {
+        let res = if self.rng.below(2) == 0 {
+            let mut r = StatsRequest::new();
+            r.id = self.id.clone();
+            self.client.stats(rpc_ctx(&self.ns), &r).map(|_| "stats")
+        } else {
+            let limit = 100 + self.rng.below(900);
+            let mut r = UpdateTaskRequest::new();
+            r.id = self.id.clone();
+            r.resources = MessageField::some(pack_bytes(
+                RESOURCES_TYPE_URL,
+                format!(r#"{{"pids":{{"limit":{limit}}}}}"#).into_bytes(),
+            ));
+            self.client.update(rpc_ctx(&self.ns), &r).map(|_| "update")
+        };
+        match res {
+            Ok(what) => self.note(what.to_string()),
+            Err(e) => {
+                self.note(format!("stats/update: {}", describe_err(&e)));
+                assert!(
+                    !self.init_steady(),
+                    "{}: Stats or Update failed while the init lives: {}\n{}",
+                    self.id,
+                    describe_err(&e),
+                    self.tail()
+                );
+                self.tolerate("Stats/Update", &e);
+            }
+        }
+    }
+
     fn kill_init(&mut self) {
         let all = self.rng.below(3) == 0;
         match self.client.kill(rpc_ctx(&self.ns), &kill_req(&self.id, "", 9, all)) {
@@ -503,6 +537,7 @@ impl Driver {
                 70..=76 => self.pause_and_resume(),
                 77..=81 => self.pids(),
                 82..=84 if !self.init_killed => self.kill_init(),
+                85..=90 => self.stats_or_update(),
                 _ => std::thread::sleep(Duration::from_millis(self.rng.below(40))),
             }
             // An incarnation lasts about 30 steps, or ends sooner once its init is gone.
