@@ -13,6 +13,7 @@
 //! `E2E_WALK_SEED` replays a walk (the seed is printed); `E2E_WALK_STEPS` lengthens it.
 
 use e2e::events::EventWatcher;
+use e2e::fifo::FifoReader;
 use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
 use e2e::requests::{code_of, describe_err, exec_req_in, kill_req, start_req, state_req, wait_req, RESOURCES_TYPE_URL};
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
@@ -62,6 +63,8 @@ struct Started {
     ends_by_itself: bool,
     /// Whether a Kill of ours reached it.
     signalled: bool,
+    /// Its stdout fifo (with a terminal: the terminal's output), and the line it prints.
+    output: Option<(FifoReader, String)>,
     wait: Option<JoinHandle<Result<u32, String>>>,
     /// Status its Wait returned.
     status: Option<u32>,
@@ -86,6 +89,8 @@ impl Started {
 struct Driver {
     id: String,
     bundle: PathBuf,
+    /// Where its execs' stdout fifos are made.
+    fifo_dir: PathBuf,
     ns: String,
     client: TaskClient,
     rng: Rng,
@@ -189,6 +194,7 @@ impl Driver {
             allowed,
             ends_by_itself: self.init_short,
             signalled: false,
+            output: None,
             wait: Some(spawn_wait(&self.client, &self.ns, &self.id, "")),
             status: None,
         });
@@ -204,19 +210,37 @@ impl Driver {
         self.next_exec += 1;
         let exec_id = format!("x{}-{}", self.generation, self.next_exec);
         let code = self.rng.below(120) as u32;
+        // Half of the execs that end by themselves print a line first, to a stdout fifo, a
+        // third of those through a terminal.
+        let marker = format!("out-{}-{exec_id}", self.id);
+        let prints = self.rng.below(2) == 0;
+        let say = if prints {
+            format!("echo {marker}; ")
+        } else {
+            String::new()
+        };
         let (args, ends): (Vec<String>, bool) = match self.rng.below(3) {
-            0 => (vec!["/bin/sh".into(), "-c".into(), format!("exit {code}")], true),
+            0 => (vec!["/bin/sh".into(), "-c".into(), format!("{say}exit {code}")], true),
             1 => {
                 let ms = self.rng.below(300);
-                (
-                    vec!["/bin/sh".into(), "-c".into(), format!("sleep 0.{ms:03}; exit {code}")],
-                    true,
-                )
+                let script = format!("{say}sleep 0.{ms:03}; exit {code}");
+                (vec!["/bin/sh".into(), "-c".into(), script], true)
             }
             _ => (vec!["/bin/sleep".into(), "1000".into()], false),
         };
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let req = exec_req_in(&self.bundle, &self.id, &exec_id, &argv);
+        let mut req = exec_req_in(&self.bundle, &self.id, &exec_id, &argv);
+        let output = (prints && ends).then(|| {
+            let fifo = FifoReader::create(&self.fifo_dir.join(format!("{exec_id}-stdout")));
+            req.stdout = fifo.uri();
+            if self.rng.below(3) == 0 {
+                let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
+                spec["terminal"] = serde_json::json!(true);
+                req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
+                req.terminal = true;
+            }
+            (fifo, marker)
+        });
         if let Err(e) = self.client.exec(rpc_ctx(&self.ns), &req) {
             self.note(format!("exec {exec_id} {argv:?}: {}", describe_err(&e)));
             assert!(
@@ -229,7 +253,11 @@ impl Driver {
         }
         match self.client.start(rpc_ctx(&self.ns), &start_req(&self.id, &exec_id)) {
             Ok(r) => {
-                self.note(format!("exec+start {exec_id} {argv:?} -> pid {}", r.pid));
+                self.note(format!(
+                    "exec+start {exec_id} {argv:?}{} -> pid {}",
+                    if req.terminal { " (terminal)" } else { "" },
+                    r.pid
+                ));
                 let mut allowed = BTreeSet::from([137]); // the init's end kills it
                 if ends {
                     allowed.insert(code);
@@ -241,6 +269,7 @@ impl Driver {
                     allowed,
                     ends_by_itself: ends,
                     signalled: false,
+                    output,
                     wait: Some(spawn_wait(&self.client, &self.ns, &self.id, &exec_id)),
                     status: None,
                 });
@@ -327,12 +356,32 @@ impl Driver {
         }
     }
 
+    /// An exec that ended by itself (its own exit code) printed its line before: every byte
+    /// of it reached the client's fifo.
+    fn check_output(&self, e: &Started, waited: u32) {
+        let Some((fifo, marker)) = &e.output else {
+            return;
+        };
+        if e.signalled || waited >= 128 || !e.allowed.contains(&waited) {
+            return;
+        }
+        assert!(
+            fifo.wait_text(Duration::from_secs(10), |t| t.contains(marker.as_str())),
+            "{}: exec {} ended with its own status {waited} but its output {:?} lacks {marker:?}\n{}",
+            self.id,
+            e.exec_id,
+            fifo.text(),
+            self.tail()
+        );
+    }
+
     fn delete_a_stopped_exec(&mut self) {
         let Some(i) = self.execs.iter().position(Started::finished) else {
             return;
         };
         let mut e = self.execs.swap_remove(i);
         let waited = e.join();
+        self.check_output(&e, waited);
         let del = self
             .client
             .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &e.exec_id))
@@ -477,6 +526,7 @@ impl Driver {
         );
         for mut e in std::mem::take(&mut self.execs) {
             let waited = e.join();
+            self.check_output(&e, waited);
             assert!(
                 e.allowed.contains(&waited),
                 "{}: exec {} ended with {waited}, allowed {:?}\n{}",
@@ -669,6 +719,11 @@ fn a_random_walk_over_the_task_api_loses_no_exit_and_leaves_nothing() {
                 let mut driver = Driver {
                     id: id.clone(),
                     bundle: PathBuf::new(),
+                    fifo_dir: {
+                        let dir = d.tmp().join(format!("walk-fifos-{i}"));
+                        std::fs::create_dir_all(&dir).expect("mkdir fifo dir");
+                        dir
+                    },
                     ns: d.ns().to_string(),
                     client: shim.client(),
                     rng: Rng(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1))),
