@@ -6,8 +6,8 @@ use crate::shim::rpc_ctx;
 use protobuf::MessageField;
 use protos::any::pack_bytes;
 use protos::task::{
-    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, StartRequest, StateRequest, StateResponse,
-    WaitRequest, WaitResponse,
+    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, ResumeRequest,
+    StartRequest, StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
 use protos::task_ttrpc::TaskClient;
 use serde_json::{json, Value};
@@ -85,6 +85,24 @@ pub fn delete_req(id: &str, exec_id: &str) -> DeleteRequest {
     let mut r = DeleteRequest::new();
     r.id = id.to_string();
     r.exec_id = exec_id.to_string();
+    r
+}
+
+pub fn pause_req(id: &str) -> PauseRequest {
+    let mut r = PauseRequest::new();
+    r.id = id.to_string();
+    r
+}
+
+pub fn resume_req(id: &str) -> ResumeRequest {
+    let mut r = ResumeRequest::new();
+    r.id = id.to_string();
+    r
+}
+
+pub fn pids_req(id: &str) -> PidsRequest {
+    let mut r = PidsRequest::new();
+    r.id = id.to_string();
     r
 }
 

@@ -7,14 +7,14 @@ use e2e::launch::{
     busybox_bind_mount, connect_pids, containerd_flags, delete_response, fd_target, go_shim_release, host_pid_spec,
     make_mounted_bundle, options_stdin, process_group, run_delete_action, run_shim, runc_path, shutdown_and_wait,
 };
-use e2e::requests::{describe_err, exec_req, Calls, RUNC_OPTIONS_TYPE_URL};
+use e2e::requests::{describe_err, exec_req, pause_req, Calls, RUNC_OPTIONS_TYPE_URL};
 use e2e::scenario::wait_gone;
 use e2e::shim::{make_bundle, rpc_ctx, HandShim, LogFifo};
 use e2e::util::{self, go_join, sha256_hex, shim_socket_path};
 use e2e::{procfs, Daemon};
 use protobuf::{Message, MessageField};
 use protos::runc_options::Options;
-use protos::task::{CreateTaskRequest, PauseRequest};
+use protos::task::CreateTaskRequest;
 use protos::task_ttrpc::TaskClient;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -604,11 +604,7 @@ fn a_runc_call_in_flight_dies_with_the_sigkilled_shim() {
     let pid = create_and_start(&d, &client, &id, &bundle, &opts);
     let daemon = daemon_pid(&d, &client, &id);
     std::thread::scope(|s| {
-        let pauser = s.spawn(|| {
-            let mut r = PauseRequest::new();
-            r.id = id.clone();
-            client.pause(rpc_ctx(d.ns()), &r)
-        });
+        let pauser = s.spawn(|| client.pause(rpc_ctx(d.ns()), &pause_req(&id)));
         let helper = util::poll(T, Duration::from_millis(50), || {
             procfs::pids().into_iter().find(|&p| {
                 procfs::stat(p).is_some_and(|s| s.ppid == daemon) && procfs::cmdline(p).iter().any(|a| a == "1002")

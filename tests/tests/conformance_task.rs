@@ -6,14 +6,15 @@ use e2e::launch::{
     busybox_bind_mount, connect_pids, create_req, create_task, make_mounted_bundle, runc_path, shutdown_and_wait,
 };
 use e2e::requests::{
-    delete_req, describe_err, exec_req, exec_req_in, expect_code, kill_req, start_req, Calls, RUNC_OPTIONS_TYPE_URL,
+    delete_req, describe_err, exec_req, exec_req_in, expect_code, kill_req, pause_req, pids_req, resume_req, start_req,
+    Calls, RUNC_OPTIONS_TYPE_URL,
 };
 use e2e::scenario::wait_gone;
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::{procfs, util, Daemon};
 use protobuf::{Message, MessageField};
 use protos::runc_options::Options;
-use protos::task::{CreateTaskRequest, PidsRequest};
+use protos::task::CreateTaskRequest;
 use protos::types::Status;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -505,9 +506,9 @@ fn waits_on_the_init_and_several_execs_return_together_while_other_calls_are_ser
             .collect();
         let t0 = Instant::now();
         assert_eq!(c.state(&id, "").status.enum_value(), Ok(Status::RUNNING));
-        let mut pr = PidsRequest::new();
-        pr.id = id.clone();
-        let pids = client.pids(rpc_ctx(d.ns()), &pr).expect("Pids while Waits block");
+        let pids = client
+            .pids(rpc_ctx(d.ns()), &pids_req(&id))
+            .expect("Pids while Waits block");
         assert_eq!(pids.processes.len(), 4, "Pids: {pids:?}");
         let (shim, task) = connect_pids(&d, &client, &id);
         assert_eq!(task, init.pid, "Connect.task_pid");
@@ -823,10 +824,8 @@ fn refused_state_transitions_answer_like_the_go_shim() {
         "stopped",
     );
     check("Start of a stopped exec", start("s1"), ttrpc::Code::UNKNOWN, "stopped");
-    let mut pr = protos::task::PauseRequest::new();
-    pr.id = id.clone();
     client
-        .pause(ctx(), &pr)
+        .pause(ctx(), &pause_req(&id))
         .unwrap_or_else(|e| panic!("Pause: {}", describe_err(&e)));
     check(
         "Exec into a paused container",
@@ -836,10 +835,8 @@ fn refused_state_transitions_answer_like_the_go_shim() {
         ttrpc::Code::UNKNOWN,
         "paused",
     );
-    let mut rr = protos::task::ResumeRequest::new();
-    rr.id = id.clone();
     client
-        .resume(ctx(), &rr)
+        .resume(ctx(), &resume_req(&id))
         .unwrap_or_else(|e| panic!("Resume: {}", describe_err(&e)));
     c.kill(&id, "r1", 9, false);
     c.wait(&id, "r1");

@@ -3,9 +3,9 @@
 
 use e2e::ctr::deleted_exit_status;
 use e2e::procfs;
+use e2e::requests::pids_req;
 use e2e::shim::{connect, rpc_ctx};
 use e2e::Daemon;
-use protos::task::PidsRequest;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
@@ -197,9 +197,9 @@ fn ctr_shim_state_and_pids_via_task_ps_and_ttrpc_answer() {
     // ... and straight from the shim's socket.
     let socket = d.shim_socket(&id);
     let client = connect(socket.to_str().expect("utf-8"));
-    let mut req = PidsRequest::new();
-    req.id = id.clone();
-    let pids = client.pids(rpc_ctx(d.ns()), &req).expect("Pids on the shim socket");
+    let pids = client
+        .pids(rpc_ctx(d.ns()), &pids_req(&id))
+        .expect("Pids on the shim socket");
     let listed: Vec<u32> = pids.processes.iter().map(|p| p.pid).collect();
     assert_eq!(listed, vec![task.pid], "Pids over ttrpc: {pids:?}");
     drop(client);

@@ -15,12 +15,15 @@
 use e2e::events::EventWatcher;
 use e2e::fifo::FifoReader;
 use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
-use e2e::requests::{code_of, describe_err, exec_req_in, kill_req, start_req, state_req, wait_req, RESOURCES_TYPE_URL};
+use e2e::requests::{
+    code_of, delete_req, describe_err, exec_req_in, kill_req, pause_req, pids_req, resume_req, start_req, state_req,
+    wait_req, RESOURCES_TYPE_URL,
+};
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
 use protobuf::MessageField;
 use protos::any::pack_bytes;
-use protos::task::{DeleteRequest, PauseRequest, PidsRequest, ResumeRequest, StatsRequest, UpdateTaskRequest};
+use protos::task::{StatsRequest, UpdateTaskRequest};
 use protos::task_ttrpc::TaskClient;
 use protos::types::Status;
 use std::collections::{BTreeMap, BTreeSet};
@@ -384,7 +387,7 @@ impl Driver {
         self.check_output(&e, waited);
         let del = self
             .client
-            .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &e.exec_id))
+            .delete(rpc_ctx(&self.ns), &delete_req(&self.id, &e.exec_id))
             .unwrap_or_else(|err| {
                 panic!(
                     "{}: Delete of stopped exec {}: {}",
@@ -537,16 +540,13 @@ impl Driver {
             );
             let del = self
                 .client
-                .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &e.exec_id))
+                .delete(rpc_ctx(&self.ns), &delete_req(&self.id, &e.exec_id))
                 .unwrap_or_else(|err| panic!("{}: Delete of exec {}: {}", self.id, e.exec_id, describe_err(&err)));
             assert_eq!(del.exit_status, waited, "{}: Delete of {}", self.id, e.exec_id);
             self.done.push(e);
         }
         for exec_id in std::mem::take(&mut self.unstarted) {
-            if let Err(e) = self
-                .client
-                .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, &exec_id))
-            {
+            if let Err(e) = self.client.delete(rpc_ctx(&self.ns), &delete_req(&self.id, &exec_id)) {
                 panic!(
                     "{}: Delete of never-started exec {exec_id}: {}",
                     self.id,
@@ -556,7 +556,7 @@ impl Driver {
         }
         let del = self
             .client
-            .delete(rpc_ctx(&self.ns), &delete_req_of(&self.id, ""))
+            .delete(rpc_ctx(&self.ns), &delete_req(&self.id, ""))
             .unwrap_or_else(|e| panic!("{}: Delete of the init: {}\n{}", self.id, describe_err(&e), self.tail()));
         assert_eq!(
             (del.exit_status, del.pid),
@@ -599,31 +599,6 @@ impl Driver {
         }
         self.finish_incarnation();
     }
-}
-
-fn delete_req_of(id: &str, exec_id: &str) -> DeleteRequest {
-    let mut r = DeleteRequest::new();
-    r.id = id.to_string();
-    r.exec_id = exec_id.to_string();
-    r
-}
-
-fn pause_req(id: &str) -> PauseRequest {
-    let mut r = PauseRequest::new();
-    r.id = id.to_string();
-    r
-}
-
-fn resume_req(id: &str) -> ResumeRequest {
-    let mut r = ResumeRequest::new();
-    r.id = id.to_string();
-    r
-}
-
-fn pids_req(id: &str) -> PidsRequest {
-    let mut r = PidsRequest::new();
-    r.id = id.to_string();
-    r
 }
 
 fn env_u64(name: &str) -> Option<u64> {

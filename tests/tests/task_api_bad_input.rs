@@ -2,16 +2,15 @@
 //! the shim keeps serving afterwards.
 
 use e2e::requests::{
-    delete_req, describe_err, exec_req, expect_code, kill_req, start_req, state_req, wait_req, Calls,
-    RESOURCES_TYPE_URL, RUNC_OPTIONS_TYPE_URL,
+    delete_req, describe_err, exec_req, expect_code, kill_req, pause_req, resume_req, start_req, state_req, wait_req,
+    Calls, RESOURCES_TYPE_URL, RUNC_OPTIONS_TYPE_URL,
 };
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
 use protobuf::MessageField;
 use protos::any::pack_bytes;
 use protos::task::{
-    CheckpointTaskRequest, CloseIORequest, CreateTaskRequest, PauseRequest, ResizePtyRequest, ResumeRequest,
-    ShutdownRequest, UpdateTaskRequest,
+    CheckpointTaskRequest, CloseIORequest, CreateTaskRequest, ResizePtyRequest, ShutdownRequest, UpdateTaskRequest,
 };
 use protos::task_ttrpc::TaskClient;
 use protos::types::Status;
@@ -192,10 +191,8 @@ fn pause_of_a_stopped_task_and_resume_of_a_running_one_fail_like_the_go_shim() {
     let id = d.id("badpause");
     let task = d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
     let client = d.shim_client(&id);
-    let mut resume = ResumeRequest::new();
-    resume.id = id.clone();
     let msg = expect_code(
-        client.resume(rpc_ctx(d.ns()), &resume),
+        client.resume(rpc_ctx(d.ns()), &resume_req(&id)),
         ttrpc::Code::UNKNOWN,
         "Resume of a running task",
     );
@@ -214,10 +211,8 @@ fn pause_of_a_stopped_task_and_resume_of_a_running_one_fail_like_the_go_shim() {
         "ctr task pause of a stopped task must fail as with the Go shim: {out}"
     );
     let sclient = d.shim_client(&stopped);
-    let mut pause = PauseRequest::new();
-    pause.id = stopped.clone();
     let msg = expect_code(
-        sclient.pause(rpc_ctx(d.ns()), &pause),
+        sclient.pause(rpc_ctx(d.ns()), &pause_req(&stopped)),
         ttrpc::Code::UNKNOWN,
         "Pause of a stopped task",
     );

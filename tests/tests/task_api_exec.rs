@@ -3,11 +3,11 @@
 //! concurrent execs.
 
 use e2e::events::Event;
-use e2e::requests::{describe_err, exec_req, expect_code, Calls};
+use e2e::requests::{describe_err, exec_req, expect_code, pids_req, Calls};
 use e2e::scenario::wait_gone;
 use e2e::shim::rpc_ctx;
 use e2e::{procfs, Daemon, EventWatcher};
-use protos::task::{CloseIORequest, PidsRequest, ResizePtyRequest};
+use protos::task::{CloseIORequest, ResizePtyRequest};
 use protos::types::Status;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -280,9 +280,7 @@ fn pids_and_ctr_task_ps_list_every_process_with_the_exec_id_of_execs() {
         );
     }
 
-    let mut req = PidsRequest::new();
-    req.id = id.clone();
-    let pids = client.pids(rpc_ctx(d.ns()), &req).expect("Pids");
+    let pids = client.pids(rpc_ctx(d.ns()), &pids_req(&id)).expect("Pids");
     for p in &pids.processes {
         let info = p.info.as_ref();
         match execs.get(&p.pid) {
