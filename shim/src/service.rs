@@ -709,31 +709,36 @@ impl Daemon {
             return;
         };
         let pid_file = c.bundle.join(format!("{exec_id}.pid"));
-        match result.and_then(|_| read_pid_file(&pid_file)) {
+        let started = result.and_then(|_| read_pid_file(&pid_file)).and_then(|pid| {
+            self.attach_io(id, exec_id).map(|()| pid).inspect_err(|_| {
+                // The process runs but its stdio could not be connected (runc sent no
+                // console, say): it is killed, and the exec counts as never started, as
+                // with the Go shim. Its exit goes unclaimed (unless it is already in, then
+                // there is nothing left to kill).
+                if self.claim_exit(pid).is_none() {
+                    let _ = sys::kill(pid as i32, libc::SIGKILL);
+                }
+            })
+        });
+        match started {
             Ok(pid) => {
                 self.register_exec(id, exec_id, pid);
-                if let Err(e) = self.attach_io(id, exec_id) {
-                    // The process runs but its stdio could not be connected: stop it.
-                    // Its exit is reaped and reported like any other.
-                    let _ = sys::kill(pid as i32, libc::SIGKILL);
-                    self.answer::<Empty>(r, Err(e));
-                } else {
-                    let mut ev = TaskExecStarted::new();
-                    ev.container_id = id.to_string();
-                    ev.exec_id = exec_id.to_string();
-                    ev.pid = pid;
-                    self.publish("/tasks/exec-started", any::TASK_EXEC_STARTED, &ev);
-                    let mut resp = StartResponse::new();
-                    resp.pid = pid;
-                    self.answer(r, Ok(resp));
-                }
+                let mut ev = TaskExecStarted::new();
+                ev.container_id = id.to_string();
+                ev.exec_id = exec_id.to_string();
+                ev.pid = pid;
+                self.publish("/tasks/exec-started", any::TASK_EXEC_STARTED, &ev);
+                let mut resp = StartResponse::new();
+                resp.pid = pid;
+                self.answer(r, Ok(resp));
                 if let Some(exit) = self.claim_exit(pid) {
                     self.process_exited(id, exec_id, exit);
                 }
             }
             Err(e) => {
-                // The exec never ran. As with the Go shim it stays CREATED, Wait returns
-                // (status 0, zero time), no exit is published; a second Start is refused.
+                // The exec never ran (or was stopped at once). As with the Go shim it stays
+                // CREATED, Wait returns (status 0, zero time), no exit is published; a second
+                // Start is refused.
                 self.close_process_io(id, exec_id);
                 let Some(c) = self.containers.get_mut(id) else {
                     self.answer::<Empty>(r, Err(e));

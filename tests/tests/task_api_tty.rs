@@ -324,3 +324,101 @@ fn output_of_a_terminal_init_reaches_a_slow_reader_whole_when_deleted_right_afte
     drop(shim);
     d.assert_clean();
 }
+
+/// runc reports an exec with a terminal started but never sends its console (a runc wrapper
+/// drops `--console-socket` and the terminal here; the random walk met it when a container's
+/// init died during `runc exec`). The shim cannot connect the process's stdio: it stops the
+/// process and, as the Go shim does, the exec counts as never started. Start fails naming
+/// the console, State says CREATED, Wait answers 0 at once, no `/tasks/exit` is published
+/// for it, and the container goes on serving execs.
+#[test]
+fn an_exec_whose_console_never_arrives_fails_to_start_and_publishes_no_exit() {
+    let d = Daemon::start();
+    let ev = d.events();
+    let id = d.id("noconsole");
+    let bundle = make_bundle(&d, &id, &["/bin/sleep", "1000"]);
+    let wrapper = d.tmp().join("runc-without-console");
+    // (The process comes as a path that may be a descriptor of the shim's: the wrapper
+    // writes a copy without the terminal and passes that.)
+    let copy = d.tmp().join("process-without-terminal.json");
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" exec \"*)\n  skip=0\n  for a in \"$@\"; do\n    shift\n    \
+         if [ $skip = console ]; then skip=0; continue; fi\n    \
+         if [ $skip = process ]; then skip=0; sed 's/\"terminal\": *true/\"terminal\":false/' \"$a\" > {copy}; \
+         set -- \"$@\" {copy}; continue; fi\n    \
+         if [ \"$a\" = --console-socket ]; then skip=console; continue; fi\n    \
+         if [ \"$a\" = --process ]; then skip=process; fi\n    \
+         set -- \"$@\" \"$a\"\n  done;;\nesac\nexec {runc} \"$@\"\n",
+        copy = copy.display(),
+        runc = e2e::launch::runc_path().display()
+    );
+    std::fs::write(&wrapper, script).expect("write runc wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let opts = protos::runc_options::Options {
+        binary_name: wrapper.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let shim = HandShim::start(&d, &id, &bundle, b"");
+    let client = shim.client();
+    let c = Calls {
+        client: &client,
+        ns: d.ns(),
+    };
+    create_task(&d, &client, &create_req(&id, &bundle, Some(&opts)));
+    c.start(&id, "");
+
+    let dir = d.tmp().join("noconsole-fifos");
+    std::fs::create_dir_all(&dir).expect("mkdir fifos");
+    let stdout = FifoReader::create(&dir.join("tty-stdout"));
+    let mut req = e2e::requests::exec_req_in(&bundle, &id, "tty", &["/bin/sleep", "301"]);
+    with_terminal(&mut req);
+    req.stdout = stdout.uri();
+    c.exec(&req);
+    let err = client
+        .start(rpc_ctx(d.ns()), &e2e::requests::start_req(&id, "tty"))
+        .expect_err("Start of an exec whose console never came must fail");
+    assert!(
+        describe_err(&err).contains("failed to retrieve console master"),
+        "Start error: {}",
+        describe_err(&err)
+    );
+    let st = c.state(&id, "tty");
+    assert_eq!(
+        (st.status.enum_value(), st.pid),
+        (Ok(Status::CREATED), 0),
+        "State of the exec that did not start"
+    );
+    assert_eq!(c.wait(&id, "tty").exit_status, 0, "Wait on the exec that did not start");
+    let stopped = e2e::util::poll_until(T, || {
+        e2e::procfs::pids()
+            .into_iter()
+            .all(|p| e2e::procfs::cmdline(p) != ["/bin/sleep", "301"])
+    });
+    assert!(stopped, "the exec's process is still running");
+    c.delete(&id, "tty");
+
+    // The container still serves execs.
+    c.exec(&e2e::requests::exec_req_in(
+        &bundle,
+        &id,
+        "after",
+        &["/bin/sh", "-c", "exit 4"],
+    ));
+    c.start(&id, "after");
+    assert_eq!(c.wait(&id, "after").exit_status, 4);
+    c.delete(&id, "after");
+    c.kill(&id, "", 9, false);
+    assert_eq!(c.wait(&id, "").exit_status, 137);
+    c.delete(&id, "");
+    let exits: Vec<String> = ev
+        .for_container(&id)
+        .into_iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .map(|e| e.str_field("id").to_string())
+        .collect();
+    assert_eq!(exits, ["after".to_string(), id.clone()], "exits published");
+    let daemon = connect_pids(&d, &client, &id).0 as i32;
+    shutdown_and_wait(&d, client, &id, daemon);
+    drop(shim);
+    d.assert_clean();
+}
