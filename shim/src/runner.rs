@@ -47,16 +47,12 @@ pub enum After {
     KillAllOnExit {
         container: String,
     },
-    /// `runc resume` of a container whose init exited while it was paused (the init is held
-    /// busy until it is done, so a Delete waits for it).
+    /// `runc resume` of a container whose init exited while it was frozen. The init is held
+    /// busy until it is done; then comes the Delete it ran ahead of, if any (responder and
+    /// deadline).
     ThawAfterExit {
         container: String,
-    },
-    /// `runc resume` of a container whose init exited while it was paused, before its Delete.
-    ThawBeforeDelete {
-        container: String,
-        responder: Responder,
-        deadline: Option<Instant>,
+        then_delete: Option<(Responder, Option<Instant>)>,
     },
     Delete {
         container: String,
@@ -290,16 +286,8 @@ impl Daemon {
                     }
                 }
             }
-            After::ThawAfterExit { container } => self.thaw_after_exit_done(&container, result),
-            After::ThawBeforeDelete {
-                container,
-                responder,
-                deadline,
-            } => {
-                if let Err(e) = result {
-                    log::debug!("resume of {container} before its delete: {e}");
-                }
-                self.spawn_delete_init(&container, responder, deadline);
+            After::ThawAfterExit { container, then_delete } => {
+                self.thaw_after_exit_done(&container, then_delete, result)
             }
             After::Delete { container, responder } => self.delete_init_done(&container, responder, result),
             After::Pause { container, responder } => self.pause_done(&container, responder, result),

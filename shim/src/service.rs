@@ -946,20 +946,9 @@ impl Daemon {
         state::check(c.init.kind, c.init.status, Op::Delete)?;
         c.init.busy = true;
         if c.may_be_frozen {
-            // runc calls a frozen container paused even once its init is gone, and refuses
-            // to delete it; `runc resume` works then, and the delete follows it.
-            let invocation = c.runc.resume(id);
-            self.spawn_runc(
-                invocation,
-                RuncIo::Capture,
-                None,
-                deadline,
-                After::ThawBeforeDelete {
-                    container: id.to_string(),
-                    responder: r,
-                    deadline,
-                },
-            );
+            // The thaw after the exit could not run: runc refuses to delete a frozen
+            // container, so it thaws first and the delete follows.
+            self.thaw_after_exit(id, deadline, Some((r, deadline)));
         } else {
             self.spawn_delete_init(id, r, deadline);
         }
@@ -967,35 +956,56 @@ impl Daemon {
     }
 
     /// `runc resume` of a container whose init exited while it was frozen: runc still calls
-    /// such a container paused, and thaws it. The init is busy until it is done.
-    fn thaw_after_exit(&mut self, id: &str) {
+    /// such a container paused (and will not delete it), and thaws it. The init is busy
+    /// until it is done, then `then_delete` runs.
+    fn thaw_after_exit(
+        &mut self,
+        id: &str,
+        deadline: Option<Instant>,
+        then_delete: Option<(Responder, Option<Instant>)>,
+    ) {
         let Some(c) = self.containers.get_mut(id) else {
             return;
         };
+        c.init.busy = true;
         let invocation = c.runc.resume(id);
-        // Bounded: a Delete waits for it.
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
         self.spawn_runc(
             invocation,
             RuncIo::Capture,
             None,
-            Some(deadline),
+            deadline,
             After::ThawAfterExit {
                 container: id.to_string(),
+                then_delete,
             },
         );
     }
 
-    pub fn thaw_after_exit_done(&mut self, id: &str, result: Result<Vec<u8>, runc_wrapper::Error>) {
+    pub fn thaw_after_exit_done(
+        &mut self,
+        id: &str,
+        then_delete: Option<(Responder, Option<Instant>)>,
+        result: Result<Vec<u8>, runc_wrapper::Error>,
+    ) {
         match result {
             Ok(_) => {
                 if let Some(c) = self.containers.get_mut(id) {
                     c.may_be_frozen = false;
                 }
             }
+            // Before a Delete the container may have been thawed already (by a Resume).
+            Err(e) if then_delete.is_some() => log::debug!("resume of {id} before its delete: {e}"),
             Err(e) => log::warn!("failed to thaw {id}, whose init exited while it was paused: {e}"),
         }
-        self.release(id, "");
+        match then_delete {
+            Some((r, deadline)) => self.spawn_delete_init(id, r, deadline),
+            None => self.release(id, ""),
+        }
+    }
+
+    /// Bound of the thaw after an init's exit (a Delete may be waiting for it).
+    fn thaw_deadline() -> Option<Instant> {
+        Some(Instant::now() + std::time::Duration::from_secs(30))
     }
 
     /// `runc delete` of a stopped init (whose process is already marked busy).
@@ -1181,8 +1191,7 @@ impl Daemon {
             if c.init.status == Status::Paused && !c.init.busy {
                 // As the Go shim does for an init that exits while paused: thaw the rest.
                 // (While Pausing, the Pause's completion does it.)
-                c.init.busy = true;
-                self.thaw_after_exit(id);
+                self.thaw_after_exit(id, Self::thaw_deadline(), None);
             }
         }
         let Some(c) = self.containers.get_mut(id) else {
@@ -1366,7 +1375,7 @@ impl Daemon {
                 if exited {
                     // The init exited while runc froze the container; the thaw keeps the
                     // init busy and releases it when done.
-                    return self.thaw_after_exit(id);
+                    return self.thaw_after_exit(id, Self::thaw_deadline(), None);
                 }
             }
             Err(e) => {
