@@ -10,7 +10,6 @@
 //! `stdout`/`stderr` (what arrives on fds 3 and 4), `ready` (once it signalled), and appends
 //! `TERM` to `signals` when it gets SIGTERM (then exits 0).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,8 +60,7 @@ impl TestLogger {
         std::fs::create_dir_all(dir).expect("mkdir logger dir");
         let script = dir.join("e2e-logger");
         if !script.exists() {
-            std::fs::write(&script, SCRIPT).expect("write logger script");
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod logger");
+            crate::util::write_executable(&script, SCRIPT);
         }
         let record = dir.join(name);
         std::fs::create_dir_all(&record).expect("mkdir logger record dir");

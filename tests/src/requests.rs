@@ -6,8 +6,9 @@ use crate::shim::rpc_ctx;
 use protobuf::MessageField;
 use protos::any::pack_bytes;
 use protos::task::{
-    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, ResumeRequest,
-    StartRequest, StateRequest, StateResponse, WaitRequest, WaitResponse,
+    CloseIORequest, DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest,
+    ResumeRequest, StartRequest, StateRequest, StateResponse, StatsRequest, UpdateTaskRequest, WaitRequest,
+    WaitResponse,
 };
 use protos::task_ttrpc::TaskClient;
 use serde_json::{json, Value};
@@ -49,6 +50,14 @@ pub fn exec_req_in(bundle: &Path, id: &str, exec_id: &str, args: &[&str]) -> Exe
         serde_json::to_vec(&spec).expect("process JSON"),
     ));
     r
+}
+
+/// Makes an exec request ask for a terminal (in the request and in its process spec).
+pub fn with_terminal(req: &mut ExecProcessRequest) {
+    let mut spec: Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
+    spec["terminal"] = json!(true);
+    req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
+    req.terminal = true;
 }
 
 pub fn start_req(id: &str, exec_id: &str) -> StartRequest {
@@ -97,6 +106,29 @@ pub fn pause_req(id: &str) -> PauseRequest {
 pub fn resume_req(id: &str) -> ResumeRequest {
     let mut r = ResumeRequest::new();
     r.id = id.to_string();
+    r
+}
+
+pub fn stats_req(id: &str) -> StatsRequest {
+    let mut r = StatsRequest::new();
+    r.id = id.to_string();
+    r
+}
+
+/// An `Update` of `id` to `resources` (OCI LinuxResources JSON).
+pub fn update_req(id: &str, resources: &[u8]) -> UpdateTaskRequest {
+    let mut r = UpdateTaskRequest::new();
+    r.id = id.to_string();
+    r.resources = MessageField::some(pack_bytes(RESOURCES_TYPE_URL, resources.to_vec()));
+    r
+}
+
+/// A `CloseIO` of the process's stdin.
+pub fn close_stdin_req(id: &str, exec_id: &str) -> CloseIORequest {
+    let mut r = CloseIORequest::new();
+    r.id = id.to_string();
+    r.exec_id = exec_id.to_string();
+    r.stdin = true;
     r
 }
 

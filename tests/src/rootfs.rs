@@ -83,11 +83,9 @@ pub fn populate(dir: &Path) {
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("write passwd");
     // For commands given where ctr reorders dash arguments (`ctr container create`).
     let trap = dir.join("bin").join(TRAP_TERM_SCRIPT.trim_start_matches("/bin/"));
-    std::fs::write(
+    crate::util::write_executable(
         &trap,
         "#!/bin/sh\ntrap \"exit ${1:-42}\" TERM\nwhile :; do sleep 1 & wait $!; done\n",
-    )
-    .expect("write trap script");
-    std::fs::set_permissions(&trap, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    );
     std::fs::write(dir.join("etc/group"), "root:x:0:\n").expect("write group");
 }

@@ -144,6 +144,13 @@ pub fn tail(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
+/// Writes the script `text` to `path` and makes it executable (runc wrappers, loggers).
+pub fn write_executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 /// Polls `pred` every 20 ms until it holds (true) or `timeout` passes (false).
 pub fn poll_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

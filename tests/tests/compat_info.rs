@@ -10,7 +10,6 @@ use protos::introspection::RuntimeInfo;
 use protos::runc_options::Options;
 use protos::task::{ConnectRequest, ShutdownRequest};
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -216,8 +215,7 @@ fn recording_wrapper(dir: &Path, shim: &Path) -> PathBuf {
         shim = shim.display(),
         dir = dir.display()
     );
-    std::fs::write(&w, script).expect("write wrapper");
-    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    e2e::util::write_executable(&w, &script);
     w
 }
 

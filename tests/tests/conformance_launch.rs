@@ -585,15 +585,13 @@ fn a_runc_call_in_flight_dies_with_the_sigkilled_shim() {
     let d = Daemon::start();
     let id = d.id("pdeath");
     let wrapper = d.tmp().join("runc-hangs-on-pause");
-    std::fs::write(
+    e2e::util::write_executable(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = pause ] && exec /bin/sleep 1002; done\nexec {} \"$@\"\n",
             runc_path().display()
         ),
-    )
-    .expect("write wrapper");
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     let opts = Options {
         binary_name: wrapper.to_string_lossy().into_owned(),
         ..Default::default()

@@ -275,8 +275,7 @@ fn gated_runc(d: &Daemon, gate: &Path) -> std::path::PathBuf {
         g = gate.display(),
         r = runc_path().display()
     );
-    std::fs::write(&wrapper, script).expect("write runc wrapper");
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    e2e::util::write_executable(&wrapper, &script);
     wrapper
 }
 

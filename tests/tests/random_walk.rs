@@ -16,14 +16,11 @@ use e2e::events::EventWatcher;
 use e2e::fifo::FifoReader;
 use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
 use e2e::requests::{
-    code_of, delete_req, describe_err, exec_req_in, kill_req, pause_req, pids_req, resume_req, start_req, state_req,
-    wait_req, RESOURCES_TYPE_URL,
+    close_stdin_req, code_of, delete_req, describe_err, exec_req_in, kill_req, pause_req, pids_req, resume_req,
+    start_req, state_req, stats_req, update_req, wait_req, with_terminal,
 };
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
-use protobuf::MessageField;
-use protos::any::pack_bytes;
-use protos::task::{CloseIORequest, StatsRequest, UpdateTaskRequest};
 use protos::task_ttrpc::TaskClient;
 use protos::types::Status;
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,6 +160,20 @@ impl Driver {
         }
     }
 
+    /// A call that failed: noted as `what`, allowed only if a race `excused` it (else the walk
+    /// stops here), then counted as `call`.
+    fn failed(&mut self, call: &str, what: String, err: &ttrpc::Error, excused: bool) {
+        self.note(format!("{what}: {}", describe_err(err)));
+        assert!(
+            excused,
+            "{}: {what} failed while nothing excused it: {}\nlast calls:\n{}",
+            self.id,
+            describe_err(err),
+            self.tail()
+        );
+        self.tolerate(call, err);
+    }
+
     fn tail(&self) -> String {
         let from = self.log.len().saturating_sub(40);
         self.log[from..].join("\n")
@@ -254,22 +265,13 @@ impl Driver {
             let fifo = FifoReader::create(&self.fifo_dir.join(format!("{exec_id}-stdout")));
             req.stdout = fifo.uri();
             if self.rng.below(3) == 0 {
-                let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
-                spec["terminal"] = serde_json::json!(true);
-                req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
-                req.terminal = true;
+                with_terminal(&mut req);
             }
             (fifo, marker)
         });
         if let Err(e) = self.client.exec(rpc_ctx(&self.ns), &req) {
-            self.note(format!("exec {exec_id} {argv:?}: {}", describe_err(&e)));
-            assert!(
-                !self.init_steady(),
-                "{}: Exec with a live init failed: {}",
-                self.id,
-                describe_err(&e)
-            );
-            return self.tolerate("Exec", &e);
+            let excused = !self.init_steady();
+            return self.failed("Exec", format!("exec {exec_id} {argv:?}"), &e, excused);
         }
         match self.client.start(rpc_ctx(&self.ns), &start_req(&self.id, &exec_id)) {
             Ok(r) => {
@@ -281,11 +283,9 @@ impl Driver {
                 if let Some(path) = &stdin {
                     let line = format!("{}\n", output.as_ref().expect("cat has an output").1);
                     let fed = feed(path, line.as_bytes());
-                    let mut close = CloseIORequest::new();
-                    close.id = self.id.clone();
-                    close.exec_id = exec_id.clone();
-                    close.stdin = true;
-                    let closed = self.client.close_io(rpc_ctx(&self.ns), &close);
+                    let closed = self
+                        .client
+                        .close_io(rpc_ctx(&self.ns), &close_stdin_req(&self.id, &exec_id));
                     self.note(format!("stdin of {exec_id}: fed {fed:?}, CloseIO {closed:?}"));
                     assert!(
                         (fed.is_ok() && closed.is_ok()) || !self.init_steady(),
@@ -321,15 +321,13 @@ impl Driver {
                 });
             }
             Err(e) => {
-                self.note(format!("exec+start {exec_id} {argv:?}: start {}", describe_err(&e)));
-                assert!(
-                    self.paused || !self.init_steady(),
-                    "{}: Start of exec {exec_id} in a running container failed: {}\n{}",
-                    self.id,
-                    describe_err(&e),
-                    self.tail()
+                let excused = self.paused || !self.init_steady();
+                self.failed(
+                    "Start(exec)",
+                    format!("exec+start {exec_id} {argv:?}: start"),
+                    &e,
+                    excused,
                 );
-                self.tolerate("Start(exec)", &e);
                 self.unstarted.push(exec_id);
             }
         }
@@ -355,15 +353,8 @@ impl Driver {
                 self.execs[i].signalled = true;
             }
             Err(e) => {
-                self.note(format!("kill {exec_id} {sig}: {}", describe_err(&e)));
-                assert!(
-                    may_be_gone || !self.init_steady(),
-                    "{}: Kill of exec {exec_id} (`sleep 1000`) failed while it was alive: {}\n{}",
-                    self.id,
-                    describe_err(&e),
-                    self.tail()
-                );
-                self.tolerate("Kill(exec)", &e);
+                let excused = may_be_gone || !self.init_steady();
+                self.failed("Kill(exec)", format!("kill {exec_id} {sig}"), &e, excused);
             }
         }
     }
@@ -467,28 +458,15 @@ impl Driver {
                     Err(e) => {
                         // Only an init that ended meanwhile (its exit raced the Pause) excuses
                         // this; Delete and the final leak check then show nothing stays frozen.
-                        self.note(format!("resume: {}", describe_err(&e)));
-                        assert!(
-                            !self.init_steady(),
-                            "{}: Resume after Pause: {}\n{}",
-                            self.id,
-                            describe_err(&e),
-                            self.tail()
-                        );
-                        self.tolerate("Resume", &e);
+                        let excused = !self.init_steady();
+                        self.failed("Resume", "resume after pause".into(), &e, excused);
                         self.paused = false;
                     }
                 }
             }
             Err(e) => {
-                self.note(format!("pause: {}", describe_err(&e)));
-                assert!(
-                    !self.init_steady(),
-                    "{}: Pause of a running container failed: {}",
-                    self.id,
-                    describe_err(&e)
-                );
-                self.tolerate("Pause", &e);
+                let excused = !self.init_steady();
+                self.failed("Pause", "pause".into(), &e, excused);
             }
         }
     }
@@ -497,9 +475,8 @@ impl Driver {
         match self.client.pids(rpc_ctx(&self.ns), &pids_req(&self.id)) {
             Ok(r) => self.note(format!("pids -> {}", r.processes.len())),
             Err(e) => {
-                self.note(format!("pids: {}", describe_err(&e)));
-                assert!(!self.init_steady(), "{}: Pids failed: {}", self.id, describe_err(&e));
-                self.tolerate("Pids", &e);
+                let excused = !self.init_steady();
+                self.failed("Pids", "pids".into(), &e, excused);
             }
         }
     }
@@ -507,31 +484,20 @@ impl Driver {
     /// Stats, or an Update of the pids limit: both answer while the init lives.
     fn stats_or_update(&mut self) {
         let res = if self.rng.below(2) == 0 {
-            let mut r = StatsRequest::new();
-            r.id = self.id.clone();
-            self.client.stats(rpc_ctx(&self.ns), &r).map(|_| "stats")
+            self.client
+                .stats(rpc_ctx(&self.ns), &stats_req(&self.id))
+                .map(|_| "stats")
         } else {
             let limit = 100 + self.rng.below(900);
-            let mut r = UpdateTaskRequest::new();
-            r.id = self.id.clone();
-            r.resources = MessageField::some(pack_bytes(
-                RESOURCES_TYPE_URL,
-                format!(r#"{{"pids":{{"limit":{limit}}}}}"#).into_bytes(),
-            ));
+            let resources = format!(r#"{{"pids":{{"limit":{limit}}}}}"#);
+            let r = update_req(&self.id, resources.as_bytes());
             self.client.update(rpc_ctx(&self.ns), &r).map(|_| "update")
         };
         match res {
             Ok(what) => self.note(what.to_string()),
             Err(e) => {
-                self.note(format!("stats/update: {}", describe_err(&e)));
-                assert!(
-                    !self.init_steady(),
-                    "{}: Stats or Update failed while the init lives: {}\n{}",
-                    self.id,
-                    describe_err(&e),
-                    self.tail()
-                );
-                self.tolerate("Stats/Update", &e);
+                let excused = !self.init_steady();
+                self.failed("Stats/Update", "stats/update".into(), &e, excused);
             }
         }
     }
@@ -541,14 +507,9 @@ impl Driver {
         match self.client.kill(rpc_ctx(&self.ns), &kill_req(&self.id, "", 9, all)) {
             Ok(_) => self.note(format!("kill init 9 all={all}")),
             Err(e) => {
-                self.note(format!("kill init 9 all={all}: {}", describe_err(&e)));
-                assert!(
-                    self.init_short,
-                    "{}: SIGKILL of `sleep 1000` failed: {}",
-                    self.id,
-                    describe_err(&e)
-                );
-                self.tolerate("Kill(init)", &e);
+                // Only an init that may have ended by itself excuses it.
+                let excused = self.init_short;
+                self.failed("Kill(init)", format!("kill init 9 all={all}"), &e, excused);
             }
         }
         self.init_killed = true;

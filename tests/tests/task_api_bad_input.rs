@@ -2,16 +2,14 @@
 //! the shim keeps serving afterwards.
 
 use e2e::requests::{
-    delete_req, describe_err, exec_req, expect_code, kill_req, pause_req, resume_req, start_req, state_req, wait_req,
-    Calls, RESOURCES_TYPE_URL, RUNC_OPTIONS_TYPE_URL,
+    close_stdin_req, delete_req, describe_err, exec_req, expect_code, kill_req, pause_req, resume_req, start_req,
+    state_req, update_req, wait_req, Calls, RUNC_OPTIONS_TYPE_URL,
 };
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
 use protobuf::MessageField;
 use protos::any::pack_bytes;
-use protos::task::{
-    CheckpointTaskRequest, CloseIORequest, CreateTaskRequest, ResizePtyRequest, ShutdownRequest, UpdateTaskRequest,
-};
+use protos::task::{CheckpointTaskRequest, CreateTaskRequest, ResizePtyRequest, ShutdownRequest};
 use protos::task_ttrpc::TaskClient;
 use protos::types::Status;
 use std::time::Duration;
@@ -166,13 +164,9 @@ fn requests_for_unknown_container_or_exec_ids_are_not_found() {
             ttrpc::Code::NOT_FOUND,
             &what("ResizePty"),
         );
-        let mut cio = CloseIORequest::new();
-        cio.id = cid.to_string();
-        cio.exec_id = eid.to_string();
-        cio.stdin = true;
         // The Go shim wraps this one for unknown exec ids: UNKNOWN "process does not exist
         // <id>: not found". NOT_FOUND is as good.
-        match client.close_io(ctx(), &cio) {
+        match client.close_io(ctx(), &close_stdin_req(cid, eid)) {
             Err(ttrpc::Error::RpcStatus(s))
                 if s.code() == ttrpc::Code::NOT_FOUND
                     || (s.code() == ttrpc::Code::UNKNOWN && s.message().contains("not found")) => {}
@@ -328,12 +322,7 @@ fn update_with_a_malformed_any_or_of_a_stopped_task_fails_and_the_shim_keeps_ser
     let id = d.id("badupdate");
     let task = d.run_detached(&[], &id, &["/bin/sleep", "1000"]);
     let client = d.shim_client(&id);
-    let update = |cid: &str, value: &[u8]| {
-        let mut r = UpdateTaskRequest::new();
-        r.id = cid.to_string();
-        r.resources = MessageField::some(pack_bytes(RESOURCES_TYPE_URL, value.to_vec()));
-        client.update(rpc_ctx(d.ns()), &r)
-    };
+    let update = |cid: &str, value: &[u8]| client.update(rpc_ctx(d.ns()), &update_req(cid, value));
     let err = update(&id, b"{not json").expect_err("Update with malformed LinuxResources JSON must fail");
     assert_eq!(
         e2e::requests::code_of(&err),
@@ -349,11 +338,8 @@ fn update_with_a_malformed_any_or_of_a_stopped_task_fails_and_the_shim_keeps_ser
     d.run_rootfs(&["-d"], &stopped, &["/bin/sh", "-c", "exit 0"]).ok();
     d.wait_task_status(&stopped, "STOPPED", T);
     let sclient = d.shim_client(&stopped);
-    let mut r = UpdateTaskRequest::new();
-    r.id = stopped.clone();
-    r.resources = MessageField::some(pack_bytes(RESOURCES_TYPE_URL, br#"{"pids":{"limit":50}}"#.to_vec()));
     let err = sclient
-        .update(rpc_ctx(d.ns()), &r)
+        .update(rpc_ctx(d.ns()), &update_req(&stopped, br#"{"pids":{"limit":50}}"#))
         .expect_err("Update of a stopped task must fail");
     assert!(
         describe_err(&err).contains("cannot update a stopped container"),

@@ -3,11 +3,11 @@
 //! concurrent execs.
 
 use e2e::events::Event;
-use e2e::requests::{describe_err, exec_req, expect_code, pids_req, Calls};
+use e2e::requests::{close_stdin_req, describe_err, exec_req, expect_code, pids_req, Calls};
 use e2e::scenario::wait_gone;
 use e2e::shim::rpc_ctx;
 use e2e::{procfs, Daemon, EventWatcher};
-use protos::task::{CloseIORequest, ResizePtyRequest};
+use protos::task::ResizePtyRequest;
 use protos::types::Status;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -164,12 +164,8 @@ fn exec_over_ttrpc_follows_the_exec_state_machine_for_state_wait_kill_resize_clo
     client
         .resize_pty(rpc_ctx(d.ns()), &rz)
         .unwrap_or_else(|e| panic!("ResizePty of a running exec without terminal: {}", describe_err(&e)));
-    let mut cio = CloseIORequest::new();
-    cio.id = id.clone();
-    cio.exec_id = "x1".into();
-    cio.stdin = true;
     client
-        .close_io(rpc_ctx(d.ns()), &cio)
+        .close_io(rpc_ctx(d.ns()), &close_stdin_req(&id, "x1"))
         .unwrap_or_else(|e| panic!("CloseIO of an exec without stdin: {}", describe_err(&e)));
 
     std::thread::scope(|s| {

@@ -11,7 +11,6 @@ use e2e::{procfs, Daemon, DaemonOptions};
 use protobuf::{Message, MessageField};
 use protos::runc_options::Options;
 use protos::task::{CreateTaskRequest, ShutdownRequest};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,8 +19,7 @@ const T: Duration = Duration::from_secs(20);
 /// A runc stand-in that appends its argv to `log` and execs `exec_line`.
 fn write_wrapper(path: &Path, log: &Path, body: &str) {
     let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", log.display());
-    std::fs::write(path, script).expect("write wrapper");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+    e2e::util::write_executable(path, &script);
 }
 
 fn wrapper_calls(log: &Path) -> Vec<String> {

@@ -4,13 +4,10 @@
 
 use e2e::cgroup::{self, Knob};
 use e2e::ctr::deleted_exit_status;
-use e2e::requests::{describe_err, exec_req, expect_code, kill_req, Calls, RESOURCES_TYPE_URL};
+use e2e::requests::{describe_err, exec_req, expect_code, kill_req, update_req, Calls};
 use e2e::scenario::wait_handler;
 use e2e::shim::rpc_ctx;
 use e2e::{Daemon, DaemonOptions};
-use protobuf::MessageField;
-use protos::any::pack_bytes;
-use protos::task::UpdateTaskRequest;
 use protos::types::Status;
 use std::path::Path;
 use std::time::Duration;
@@ -136,8 +133,7 @@ fn runc_killing_the_init_while_frozen(d: &Daemon, id: &str, verb: &str, pid_file
         freeze = freeze.display(),
         runc = e2e::launch::runc_path().display(),
     );
-    std::fs::write(&wrapper, script).expect("write runc wrapper");
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    e2e::util::write_executable(&wrapper, &script);
     wrapper.to_str().expect("utf-8").to_string()
 }
 
@@ -167,11 +163,8 @@ fn an_init_that_dies_while_the_container_is_frozen_is_still_deleted() {
         } else {
             d.ctr(&["task", "pause", &id]).ok();
             let client = d.shim_client(&id);
-            let mut r = UpdateTaskRequest::new();
-            r.id = id.clone();
-            r.resources = MessageField::some(pack_bytes(RESOURCES_TYPE_URL, br#"{"pids":{"limit":50}}"#.to_vec()));
             client
-                .update(rpc_ctx(d.ns()), &r)
+                .update(rpc_ctx(d.ns()), &update_req(&id, br#"{"pids":{"limit":50}}"#))
                 .unwrap_or_else(|e| panic!("Update of the paused container: {}", describe_err(&e)));
             d.wait_task_status(&id, "STOPPED", T);
         }

@@ -7,14 +7,11 @@
 
 use e2e::cgroup::{self, Knob};
 use e2e::ctr::deleted_exit_status;
-use e2e::requests::{describe_err, exec_req, Calls, RESOURCES_TYPE_URL};
+use e2e::requests::{describe_err, exec_req, stats_req, update_req, Calls};
 use e2e::shim::rpc_ctx;
 use e2e::util::poll_until;
 use e2e::Daemon;
-use protobuf::MessageField;
-use protos::any::pack_bytes;
 use protos::any::{CGROUPS_V1_METRICS, CGROUPS_V2_METRICS};
-use protos::task::{StatsRequest, UpdateTaskRequest};
 use protos::{cgroups_v1, cgroups_v2};
 use std::time::Duration;
 
@@ -39,11 +36,9 @@ struct Stats {
 /// Stats of the init: `io.containerd.cgroups.v1.Metrics` on a v1 host (with per-CPU usage),
 /// `io.containerd.cgroups.v2.Metrics` on a v2 host, as containerd's Go shim sends them.
 fn stats(d: &Daemon, c: &Calls, id: &str) -> Stats {
-    let mut r = StatsRequest::new();
-    r.id = id.to_string();
     let resp = c
         .client
-        .stats(rpc_ctx(d.ns()), &r)
+        .stats(rpc_ctx(d.ns()), &stats_req(id))
         .unwrap_or_else(|e| panic!("Stats({id}): {}", describe_err(&e)));
     let any = resp.stats.as_ref().expect("Stats returned no Any");
     let want = if cgroup::is_v2() {
@@ -157,12 +152,7 @@ fn update_with_linux_resources_changes_the_containers_cgroup_and_stats() {
         "cpu": { "shares": 512 },
         "pids": { "limit": 77 },
     });
-    let mut r = UpdateTaskRequest::new();
-    r.id = id.clone();
-    r.resources = MessageField::some(pack_bytes(
-        RESOURCES_TYPE_URL,
-        serde_json::to_vec(&resources).expect("JSON"),
-    ));
+    let r = update_req(&id, &serde_json::to_vec(&resources).expect("JSON"));
     client
         .update(rpc_ctx(d.ns()), &r)
         .unwrap_or_else(|e| panic!("Update: {}\n{}", describe_err(&e), d.log_tail(20)));

@@ -3,10 +3,9 @@
 
 use e2e::fifo::{FifoReader, FifoWriter};
 use e2e::launch::{connect_pids, create_req, create_task, shutdown_and_wait};
-use e2e::requests::{describe_err, exec_req, Calls};
+use e2e::requests::{close_stdin_req, describe_err, exec_req, with_terminal, Calls};
 use e2e::shim::{make_bundle, rpc_ctx, HandShim};
 use e2e::Daemon;
-use protos::task::{CloseIORequest, ExecProcessRequest};
 use protos::types::Status;
 use std::time::Duration;
 
@@ -154,21 +153,9 @@ fn ten_mib_written_to_a_tty_reach_ctrs_terminal_whole() {
     d.assert_clean();
 }
 
-/// Makes an exec request ask for a terminal (in the request and in its process spec).
-fn with_terminal(req: &mut ExecProcessRequest) {
-    let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value).expect("process JSON");
-    spec["terminal"] = serde_json::json!(true);
-    req.spec.as_mut().expect("spec").value = serde_json::to_vec(&spec).expect("JSON");
-    req.terminal = true;
-}
-
 fn close_io(d: &Daemon, c: &Calls, id: &str, exec_id: &str) {
-    let mut r = CloseIORequest::new();
-    r.id = id.to_string();
-    r.exec_id = exec_id.to_string();
-    r.stdin = true;
     c.client
-        .close_io(rpc_ctx(d.ns()), &r)
+        .close_io(rpc_ctx(d.ns()), &close_stdin_req(id, exec_id))
         .unwrap_or_else(|e| panic!("CloseIO({id}/{exec_id}): {}", describe_err(&e)));
 }
 
@@ -352,8 +339,7 @@ fn an_exec_whose_console_never_arrives_fails_to_start_and_publishes_no_exit() {
         copy = copy.display(),
         runc = e2e::launch::runc_path().display()
     );
-    std::fs::write(&wrapper, script).expect("write runc wrapper");
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    e2e::util::write_executable(&wrapper, &script);
     let opts = protos::runc_options::Options {
         binary_name: wrapper.to_string_lossy().into_owned(),
         ..Default::default()
